@@ -1,0 +1,272 @@
+"""Study configuration: load, fill defaults, validate against the JSON schema, check semantics.
+
+The same checks run when the workflow starts (the Snakefile calls :func:`check_config`
+after ``snakemake.utils.validate``) and when the CLI starts, so a bad config stops a run
+before any job with a message that names the key, what is allowed and what was given.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from cortexscale.grid import expand, model_configs
+
+SCHEMA_PATH = Path(str(resources.files("cortexscale") / "resources" / "config.schema.yaml"))
+
+
+class ConfigError(ValueError):
+    """A study configuration that cannot be run; the message says why and where."""
+
+
+def load_schema() -> dict[str, Any]:
+    """Return the config JSON schema as a dict."""
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _key(path: Any) -> str:
+    parts = [str(p) for p in path]
+    return ".".join(parts) if parts else "<root>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """Turn a jsonschema error into 'key: allowed ...; given ...'."""
+    key = _key(error.absolute_path)
+    v = error.validator
+    given = json.dumps(error.instance, default=str)
+    if v == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return (
+            f"unknown key(s) {', '.join(repr(e) for e in extra)} in '{key}'; "
+            f"allowed keys: {', '.join(allowed)}"
+        )
+    if v == "required":
+        return f"'{key}' lacks a required key: {error.message}"
+    if v == "enum":
+        return f"'{key}' must be one of {error.validator_value}; given {given}"
+    if v == "type":
+        return f"'{key}' must be of type {error.validator_value}; given {given}"
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return f"'{key}' must satisfy {v} {error.validator_value}; given {given}"
+    if v == "pattern":
+        return f"'{key}' must match the pattern {error.validator_value!r}; given {given}"
+    return f"'{key}': {error.message}"
+
+
+def _fill_defaults(instance: Any, schema: dict[str, Any]) -> None:
+    """Insert schema defaults for missing keys, recursively (in place)."""
+    if not isinstance(instance, dict) or schema.get("type") != "object":
+        return
+    for name, sub in schema.get("properties", {}).items():
+        if name not in instance and "default" in sub:
+            instance[name] = copy.deepcopy(sub["default"])
+        if name in instance:
+            _fill_defaults(instance[name], sub)
+
+
+def validate_schema(cfg: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Validate ``cfg`` against the schema and return a copy with defaults filled.
+
+    Parameters
+    ----------
+    cfg : dict
+        The study configuration as loaded from YAML.
+    source : str
+        What to call the config in messages (usually its file name).
+
+    Raises
+    ------
+    ConfigError
+        Listing every violation, each naming the key, what is allowed and what was given.
+    """
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{source}: the config must be a mapping of keys; given {type(cfg).__name__}")
+    return _validate_with(load_schema(), cfg, source)
+
+
+def _check_grid(cfg: dict[str, Any], problems: list[str]) -> None:
+    grid = cfg["grid"]
+    for hidden, layers, heads in model_configs(grid):
+        if hidden < heads:
+            problems.append(
+                f"grid: hidden size {hidden} with {heads} heads gives an empty attention head "
+                f"(hidden // heads = 0); hidden must be at least the number of heads"
+            )
+    corpus = cfg["corpus"]
+    frames_per_clip = corpus["clip_len"] * corpus["time_stride"]
+    for size in grid["data_sizes"]:
+        if size < frames_per_clip:
+            problems.append(
+                f"grid.data_sizes: {size} frames is less than one clip "
+                f"(corpus.clip_len x corpus.time_stride = {frames_per_clip} frames)"
+            )
+    if corpus["source"] == "synthetic":
+        clips_per_source = corpus["frames_per_source"] // frames_per_clip
+        available = corpus["n_sources"] * clips_per_source
+        eval_clips = cfg["pretrain"]["eval_clips"]
+        for size in grid["data_sizes"]:
+            needed = size // frames_per_clip
+            if needed > available:
+                problems.append(
+                    f"grid.data_sizes: {size} frames needs {needed} clips but the synthetic "
+                    f"corpus (corpus.n_sources x corpus.frames_per_source = "
+                    f"{corpus['n_sources']} x {corpus['frames_per_source']}) holds {available}"
+                )
+        if available < eval_clips + 1:
+            problems.append(
+                f"pretrain.eval_clips: {eval_clips} validation clips need a corpus of more "
+                f"than {eval_clips} clips; the synthetic corpus holds {available}"
+            )
+    else:
+        if "path" not in corpus:
+            problems.append(f"corpus.path is required when corpus.source is {corpus['source']!r}")
+    n_layers_min = min(layers for _, layers, _ in model_configs(grid))
+    for k in cfg["features"]["layers"]:
+        if not -n_layers_min <= k < n_layers_min:
+            problems.append(
+                f"features.layers: block {k} does not exist in every model; the smallest "
+                f"grid model has {n_layers_min} blocks (allowed {-n_layers_min}..{n_layers_min - 1})"
+            )
+
+
+def _check_tokenizer(cfg: dict[str, Any], problems: list[str]) -> None:
+    corpus, tok = cfg["corpus"], cfg["tokenizer"]
+    dims = {"clip_len": corpus["clip_len"], "height": corpus["height"], "width": corpus["width"]}
+    for (name, size), factor in zip(dims.items(), tok["downsample"], strict=True):
+        if size % factor:
+            problems.append(
+                f"tokenizer.downsample: factor {factor} does not divide corpus.{name} = {size}"
+            )
+
+
+def _check_fmri(cfg: dict[str, Any], problems: list[str]) -> None:
+    fmri = cfg["fmri"]
+    if fmri["source"] == "synthetic":
+        n_train = fmri["n_runs"] - fmri["repeated_runs"]
+        if n_train < 2:
+            problems.append(
+                f"fmri.repeated_runs: {fmri['repeated_runs']} test runs out of fmri.n_runs = "
+                f"{fmri['n_runs']} leaves {n_train} training run(s); cross-validation needs 2"
+            )
+        if fmri["n_parcels"] < len(cfg["rois"]):
+            problems.append(
+                f"fmri.n_parcels: {fmri['n_parcels']} parcels cannot cover the "
+                f"{len(cfg['rois'])} ROIs in 'rois'"
+            )
+    elif "root" not in fmri:
+        problems.append("fmri.root is required when fmri.source is 'prepared'")
+    enc = cfg["encoding"]
+    if enc["alphas"]["min"] > enc["alphas"]["max"]:
+        problems.append(
+            f"encoding.alphas: min ({enc['alphas']['min']}) is larger than max "
+            f"({enc['alphas']['max']})"
+        )
+    if cfg["pretrain"]["min_lr"] > cfg["pretrain"]["lr"]:
+        problems.append(
+            f"pretrain.min_lr ({cfg['pretrain']['min_lr']}) is larger than pretrain.lr "
+            f"({cfg['pretrain']['lr']})"
+        )
+
+
+def check_semantics(cfg: dict[str, Any], source: str = "config") -> None:
+    """Check what the schema cannot: combinations that cannot run.
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem found.
+    """
+    problems: list[str] = []
+    _check_grid(cfg, problems)
+    _check_tokenizer(cfg, problems)
+    _check_fmri(cfg, problems)
+    if not expand(cfg["grid"]):
+        problems.append("grid: the grid expands to no grid point")
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in dict.fromkeys(problems))
+        raise ConfigError(f"{source} describes a study that cannot run:\n{lines}")
+
+
+def check_config(cfg: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Validate against the schema, fill defaults, check semantics; return the full config."""
+    full = validate_schema(cfg, source)
+    check_semantics(full, source)
+    return full
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Load a YAML study config and return it validated, with defaults filled.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ConfigError
+        If the YAML cannot be parsed or the config is invalid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    return check_config(cfg if cfg is not None else {}, str(path))
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``override`` onto ``base`` (as Snakemake merges ``--configfile``)."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def validate_sections(sections: dict[str, Any], source: str = "sections") -> dict[str, Any]:
+    """Validate some top-level sections of a config, each against its part of the schema.
+
+    The workflow passes each job only the sections it needs (so that changing one
+    stage's settings reruns only that stage); the CLI checks them with this.
+
+    Returns
+    -------
+    sections : dict
+        A copy with defaults filled.
+    """
+    schema = load_schema()
+    props = schema["properties"]
+    unknown = sorted(set(sections) - set(props))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"allowed keys: {', '.join(sorted(props))}"
+        )
+    sub_schema = {**schema, "required": [], "properties": {k: props[k] for k in sections}}
+    return _validate_with(sub_schema, sections, source)
+
+
+def _validate_with(schema: dict[str, Any], cfg: dict[str, Any], source: str) -> dict[str, Any]:
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n".join(f"  - {_describe(e)}" for e in errors)
+        raise ConfigError(f"{source} is not a valid cortexscale config:\n{lines}")
+    out = copy.deepcopy(cfg)
+    _fill_defaults(out, schema)
+    return out
+
+
+def device_for(cfg: dict[str, Any]) -> str:
+    """Torch device string for training jobs: 'cuda' when the config asks for GPUs."""
+    return "cuda" if cfg.get("resources", {}).get("gpu", 0) > 0 else "cpu"
+

@@ -1,0 +1,70 @@
+# Shared names, the expanded grid, wildcard constraints and input functions.
+# No stage logic lives here: every rule calls `cortexscale STAGE`.
+
+import json
+import re
+import shlex
+
+from cortexscale.config import device_for
+from cortexscale.grid import expand as expand_grid
+from cortexscale.grid import wildcard_regex
+
+RESULTS = "results"
+LOGS = "logs"
+POINTS = expand_grid(config["grid"])
+GRID_NAMES = [p.name for p in POINTS]
+SUBJECTS = list(config["subjects"])
+ROIS = list(config["rois"])
+THREADS = config["resources"]["threads"]
+GPUS = config["resources"]["gpu"]
+DEVICE = device_for(config)
+
+CORPUS = f"{RESULTS}/data/corpus/frames.h5"
+SYNTHETIC_FMRI = config["fmri"]["source"] == "synthetic"
+FMRI_ROOT = f"{RESULTS}/data/fmri" if SYNTHETIC_FMRI else config["fmri"]["root"]
+FMRI_RUNS = f"{FMRI_ROOT}/runs.tsv"
+FMRI_MARKER = f"{RESULTS}/data/fmri_check.json"
+VQVAE = f"{RESULTS}/tokenizer/vqvae.pt"
+TOKENS = f"{RESULTS}/tokenizer/tokens.h5"
+ENCODING_TABLE = f"{RESULTS}/tables/encoding.tsv"
+SCALING_FIGURES = [
+    f"{RESULTS}/figures/scaling_data_size.png",
+    f"{RESULTS}/figures/scaling_params.png",
+]
+
+
+wildcard_constraints:
+    grid=wildcard_regex(POINTS),
+    subject="|".join(re.escape(s) for s in SUBJECTS),
+    roi="|".join(re.escape(r) for r in ROIS),
+
+
+def sections(*keys):
+    """The config sections a job needs, as one shell-quoted JSON argument.
+
+    Passing only these sections means a change to one stage's settings reruns
+    only that stage (Snakemake's params trigger).
+    """
+    return shlex.quote(json.dumps({k: config[k] for k in keys if k in config}, sort_keys=True))
+
+
+def mem_mb(factor=1.0):
+    """Memory request that grows with the attempt number (for retries)."""
+    base = config["resources"]["mem_mb"]
+    return lambda wildcards, attempt: int(base * factor * attempt)
+
+
+def runtime(factor=1.0):
+    """Time limit in minutes, growing with the attempt number."""
+    base = config["resources"]["runtime"]
+    return lambda wildcards, attempt: int(base * factor * attempt)
+
+
+def encoding_outputs(ext):
+    """Every encoding output of the study (one per grid point x subject x ROI)."""
+    return expand(
+        f"{RESULTS}/encoding/{{grid}}/{{subject}}/{{roi}}.{ext}",
+        grid=GRID_NAMES,
+        subject=SUBJECTS,
+        roi=ROIS,
+    )

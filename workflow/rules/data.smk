@@ -1,0 +1,57 @@
+# Stage 1: the pretraining corpus and the fMRI dataset.
+
+
+rule corpus:
+    output:
+        CORPUS,
+    params:
+        cfg=sections("corpus", "grid", "seed"),
+    log:
+        f"{LOGS}/corpus.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb(),
+        runtime=runtime(),
+    shell:
+        "cortexscale corpus --sections {params.cfg} --out {output} 2> {log}"
+
+
+if SYNTHETIC_FMRI:
+
+    rule fmri_synthetic:
+        output:
+            runs=FMRI_RUNS,
+            subjects=expand(f"{FMRI_ROOT}/{{subject}}.h5", subject=SUBJECTS),
+        params:
+            cfg=sections("fmri", "corpus", "subjects", "rois", "seed"),
+            out_dir=FMRI_ROOT,
+        log:
+            f"{LOGS}/fmri.log",
+        threads: 1
+        resources:
+            mem_mb=mem_mb(),
+            runtime=runtime(),
+        shell:
+            "cortexscale fmri --sections {params.cfg} --out-dir {params.out_dir} 2> {log}"
+
+
+rule fmri_check:
+    # Reads every run of the dataset once and checks shapes, TR counts and NaNs, so that
+    # a broken dataset stops the study before any model is trained. A user's own
+    # (prepared) dataset is a parameter, not an input: its folder lies outside results/.
+    input:
+        FMRI_RUNS if SYNTHETIC_FMRI else [],
+    output:
+        FMRI_MARKER,
+    params:
+        cfg=sections("subjects", "rois"),
+        fmri_root=FMRI_ROOT,
+    log:
+        f"{LOGS}/fmri_check.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb(),
+        runtime=runtime(0.5),
+    shell:
+        "cortexscale fmri-check --sections {params.cfg} --fmri-root {params.fmri_root}"
+        " --out {output} 2> {log}"

@@ -1,0 +1,24 @@
+# Stage 5: cross-validated ridge per grid point x subject x ROI.
+
+
+rule encode:
+    input:
+        features=f"{RESULTS}/features/{{grid}}.h5",
+        fmri=FMRI_MARKER,
+    output:
+        table=f"{RESULTS}/encoding/{{grid}}/{{subject}}/{{roi}}.tsv",
+        sidecar=f"{RESULTS}/encoding/{{grid}}/{{subject}}/{{roi}}.json",
+    params:
+        cfg=sections("encoding"),
+        fmri_root=FMRI_ROOT,
+    log:
+        f"{LOGS}/encoding/{{grid}}/{{subject}}/{{roi}}.log",
+    threads: THREADS
+    resources:
+        mem_mb=mem_mb(),
+        runtime=runtime(0.5),
+    shell:
+        "cortexscale encode --sections {params.cfg} --grid {wildcards.grid}"
+        " --subject {wildcards.subject} --roi {wildcards.roi}"
+        " --features {input.features} --fmri-root {params.fmri_root}"
+        " --out {output.table} --threads {threads} 2> {log}"

@@ -1,0 +1,25 @@
+# Stage 2: the VQ-VAE, trained once, and the corpus tokenised once into tokens.h5.
+
+
+rule tokenizer:
+    input:
+        frames=CORPUS,
+    output:
+        checkpoint=VQVAE,
+        tokens=TOKENS,
+        summary=f"{RESULTS}/tokenizer/summary.json",
+    params:
+        cfg=sections("tokenizer", "seed"),
+        device=DEVICE,
+    log:
+        f"{LOGS}/tokenizer.log",
+    threads: THREADS
+    resources:
+        mem_mb=mem_mb(2),
+        runtime=runtime(),
+        gpu=GPUS,
+    shell:
+        "cortexscale tokenizer --sections {params.cfg} --frames {input.frames}"
+        " --checkpoint {output.checkpoint} --tokens {output.tokens}"
+        " --summary {output.summary} --threads {threads} --device {params.device}"
+        " 2> {log}"
