@@ -89,7 +89,7 @@ def cmd_fmri(args: argparse.Namespace) -> None:
 
 def cmd_fmri_check(args: argparse.Namespace) -> None:
     s = _settings(args, ["subjects", "rois"])
-    from cortexscale.data.fmri import check_dataset
+    from cortexscale.data.checks import check_dataset
     from cortexscale.io.atomic import write_json
 
     report = check_dataset(args.fmri_root, s["subjects"], s["rois"])
@@ -139,18 +139,10 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
-    s = _settings(args, ["grid", "subjects", "rois"])
-    from cortexscale.grid import expand
     from cortexscale.scaling.table import aggregate
 
-    points = expand(s["grid"])
-    root = Path(args.results)
-    jsons = [
-        root / "encoding" / p.name / subject / f"{roi}.json"
-        for p in points for subject in s["subjects"] for roi in s["rois"]
-    ]
-    summaries = {p.name: root / "pretrain" / p.name / "summary.json" for p in points}
-    aggregate(jsons, summaries, args.out, args.figure_dir)
+    summaries = {Path(p).parent.name: Path(p) for p in args.summaries}
+    aggregate(args.encoding, summaries, args.out, args.figures)
 
 
 def _common(p: argparse.ArgumentParser, threads: bool = False, device: bool = False) -> None:
@@ -224,10 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fmri-root", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
 
-    p = add("aggregate", cmd_aggregate, "collect encoding results into tables and figures")
-    p.add_argument("--results", default="results", type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--figure-dir", required=True, type=Path)
+    p = sub.add_parser("aggregate", help="collect encoding results into tables and figures")
+    p.add_argument("--encoding", required=True, nargs="+", type=Path,
+                   help="encoding JSON sidecars (results/encoding/GRID/SUBJECT/ROI.json)")
+    p.add_argument("--summaries", required=True, nargs="+", type=Path,
+                   help="pretraining summaries (results/pretrain/GRID/summary.json)")
+    p.add_argument("--out", required=True, type=Path, help="the tidy table (TSV)")
+    p.add_argument("--figures", required=True, nargs="+", type=Path,
+                   help="figure files: data-size scaling, parameter scaling")
+    p.set_defaults(func=cmd_aggregate)
     return parser
 
 
@@ -239,8 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError, OSError) as exc:
-        print(f"cortexscale {args.stage}: error: {exc}", file=sys.stderr)
+    except (ConfigError, FileNotFoundError, KeyError, ValueError, OSError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"cortexscale {args.stage}: error: {message}", file=sys.stderr)
         return 2
     print(f"cortexscale {args.stage}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0

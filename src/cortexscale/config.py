@@ -93,7 +93,7 @@ def validate_schema(cfg: dict[str, Any], source: str = "config") -> dict[str, An
 
 def _check_grid(cfg: dict[str, Any], problems: list[str]) -> None:
     grid = cfg["grid"]
-    for hidden, layers, heads in model_configs(grid):
+    for hidden, _layers, heads in model_configs(grid):
         if hidden < heads:
             problems.append(
                 f"grid: hidden size {hidden} with {heads} heads gives an empty attention head "

@@ -1,0 +1,329 @@
+"""The pretraining corpus: clips cut from sources, with nested data-size subsets.
+
+``frames.h5`` (see ``docs/formats.md``) holds non-overlapping clips of ``clip_len``
+frames taken every ``time_stride``-th source frame, the source of each clip, and for
+every data size (counted in source frames) the indices of the clips of that subset in
+two orders: ``corpus`` (the order of the sources and of time within each) and
+``stratified`` (round robin over the sources, so that small subsets already see every
+source). Subsets of one order are nested prefixes of a single ordering.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from cortexscale.io.atomic import atomic_path
+from cortexscale.io.provenance import provenance
+
+__all__ = [
+    "ORDERS",
+    "build_corpus",
+    "cut_clips",
+    "n_clips_for",
+    "read_subset",
+    "subset_order",
+    "write_corpus",
+]
+
+ORDERS = ("corpus", "stratified")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def n_clips_for(data_size: int, clip_len: int, time_stride: int) -> int:
+    """Number of clips in a subset of ``data_size`` source frames.
+
+    Each clip spans ``clip_len * time_stride`` source frames, so the subset holds
+    ``data_size // (clip_len * time_stride)`` non-overlapping clips.
+    """
+    if int(clip_len) < 1 or int(time_stride) < 1:
+        raise ValueError(
+            f"clip_len and time_stride must be >= 1, got {clip_len} and {time_stride}"
+        )
+    if int(data_size) < 0:
+        raise ValueError(f"data size must be >= 0, got {data_size}")
+    return int(data_size) // (int(clip_len) * int(time_stride))
+
+
+def subset_order(source_ids: np.ndarray, order: str, seed: int = 0) -> np.ndarray:
+    """The ordering of all clips from which every subset is a prefix.
+
+    Parameters
+    ----------
+    source_ids : ndarray of int, shape (n_clips,)
+        Source of each clip; clips of a source appear in time order.
+    order : {"corpus", "stratified"}
+        ``corpus``: clip index order. ``stratified``: round robin over the sources in
+        increasing source id (first clip of every source, then the second, ...),
+        skipping sources that have run out; within a source, time order.
+    seed : int, optional
+        Unused by both (deterministic) orders; kept so that randomised orders can be
+        added without changing callers.
+
+    Returns
+    -------
+    index : ndarray of int64, shape (n_clips,)
+        A permutation of ``arange(n_clips)``.
+    """
+    del seed
+    source_ids = np.asarray(source_ids)
+    if source_ids.ndim != 1:
+        raise ValueError(f"source_ids must be 1-D, got shape {source_ids.shape}")
+    n = len(source_ids)
+    if order == "corpus":
+        return np.arange(n, dtype=np.int64)
+    if order != "stratified":
+        raise ValueError(f"order must be one of {list(ORDERS)}, got {order!r}")
+    # rank of each clip within its source (clips of a source keep their relative order)
+    by_source = np.argsort(source_ids, kind="stable")
+    sorted_ids = source_ids[by_source]
+    first = np.searchsorted(sorted_ids, sorted_ids, side="left")
+    rank = np.empty(n, dtype=np.int64)
+    rank[by_source] = np.arange(n) - first
+    return np.lexsort((source_ids, rank)).astype(np.int64)
+
+
+def cut_clips(frames: np.ndarray, clip_len: int, time_stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut non-overlapping clips from one source.
+
+    Parameters
+    ----------
+    frames : ndarray of uint8, shape (n_frames, H, W, 3)
+    clip_len, time_stride : int
+        Clip ``k`` holds source frames ``k * clip_len * time_stride + j * time_stride``
+        for ``j < clip_len``; a trailing partial clip is dropped.
+
+    Returns
+    -------
+    clips : ndarray of uint8, shape (n_clips, clip_len, H, W, 3)
+    start_frame : ndarray of int64, shape (n_clips,)
+    """
+    span = clip_len * time_stride
+    n_clips = len(frames) // span
+    kept = frames[: n_clips * span : time_stride]  # (n_clips * clip_len, H, W, 3)
+    clips = kept.reshape(n_clips, clip_len, *frames.shape[1:])
+    return clips, np.arange(n_clips, dtype=np.int64) * span
+
+
+def _check_source(name: str, frames: np.ndarray, shape: tuple[int, ...] | None) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(
+            f"source {name!r}: frames must be uint8 (n_frames, height, width, 3), "
+            f"got {frames.dtype} {frames.shape}"
+        )
+    if shape is not None and frames.shape[1:] != shape:
+        raise ValueError(
+            f"source {name!r}: frames have size {frames.shape[1:3]}, expected {shape[:2]} "
+            "like the first source"
+        )
+    return frames
+
+
+def _check_sizes(data_sizes: Sequence[int], n_clips: int, clip_len: int, time_stride: int,
+                 where: str) -> list[int]:
+    sizes = sorted({int(s) for s in data_sizes})
+    if not sizes or sizes[0] < 1:
+        raise ValueError(f"data_sizes must be positive integers, got {list(data_sizes)}")
+    for size in sizes:
+        need = n_clips_for(size, clip_len, time_stride)
+        if need > n_clips:
+            raise ValueError(
+                f"{where}: data size {size} needs {need} clips of {clip_len} x stride "
+                f"{time_stride} frames but the corpus has only {n_clips} clips"
+            )
+        if need == 0:
+            raise ValueError(
+                f"{where}: data size {size} is smaller than one clip "
+                f"({clip_len * time_stride} source frames)"
+            )
+    return sizes
+
+
+def write_corpus(
+    out_path: str | os.PathLike,
+    clips_by_source: Iterable[tuple[str, np.ndarray]],
+    clip_len: int,
+    time_stride: int,
+    fps: float,
+    data_sizes: Sequence[int],
+    seed: int = 0,
+    cfg: Any = None,
+    compression_level: int = 4,
+) -> None:
+    """Cut clips from every source and write ``frames.h5``, atomically.
+
+    Parameters
+    ----------
+    out_path : path-like
+        The ``frames.h5`` to write.
+    clips_by_source : iterable of (name, frames)
+        Sources in order; ``frames`` is uint8 ``(n_frames, H, W, 3)``, the same size
+        for every source. A generator keeps only one source in memory.
+    clip_len, time_stride : int
+        See :func:`cut_clips`.
+    fps : float
+        Source frame rate (stored as an attribute).
+    data_sizes : sequence of int
+        Subset sizes in source frames; each needs ``n_clips_for(size, ...)`` clips.
+    seed : int, optional
+        Recorded in the provenance and passed to :func:`subset_order`.
+    cfg : JSON-serialisable, optional
+        Config recorded (hashed) in the provenance.
+    compression_level : int, optional
+        gzip level of ``clips``.
+
+    Raises
+    ------
+    ValueError
+        If a data size needs more clips than the corpus holds (the message names both).
+    """
+    out_path = Path(out_path)
+    clip_len, time_stride = int(clip_len), int(time_stride)
+    n_clips_for(1, clip_len, time_stride)  # validates clip_len and time_stride
+    if isinstance(clips_by_source, Sequence):  # fail before any work when we can
+        total = sum(len(f) // (clip_len * time_stride) for _, f in clips_by_source)
+        _check_sizes(data_sizes, total, clip_len, time_stride, str(out_path))
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
+        names, sources, starts, shape = _write_clips(
+            f, clips_by_source, clip_len, time_stride, compression_level
+        )
+        sizes = _check_sizes(data_sizes, len(sources), clip_len, time_stride, str(out_path))
+        f.create_dataset("source", data=np.asarray(sources, dtype=np.int32))
+        f.create_dataset("start_frame", data=np.asarray(starts, dtype=np.int64))
+        f.create_dataset("sources", data=names, dtype=h5py.string_dtype("utf-8"))
+        for order in ORDERS:
+            index = subset_order(np.asarray(sources), order, seed)
+            for size in sizes:
+                n = n_clips_for(size, clip_len, time_stride)
+                f.create_dataset(f"subsets/{order}/{size}", data=index[:n])
+        f.attrs.update({
+            "clip_len": clip_len, "height": shape[0], "width": shape[1], "fps": float(fps),
+            "time_stride": time_stride, "data_sizes": np.asarray(sizes, dtype=np.int64),
+            **provenance(cfg, seed=seed),
+        })
+
+
+def _write_clips(
+    f: h5py.File, clips_by_source: Iterable[tuple[str, np.ndarray]], clip_len: int,
+    time_stride: int, level: int,
+) -> tuple[list[str], list[int], list[int], tuple[int, int]]:
+    """Append every source's clips to a resizable ``clips`` dataset."""
+    names: list[str] = []
+    sources: list[int] = []
+    starts: list[int] = []
+    shape = None
+    dset = None
+    for k, (name, frames) in enumerate(clips_by_source):
+        frames = _check_source(name, frames, shape)
+        shape = frames.shape[1:]
+        clips, start = cut_clips(frames, clip_len, time_stride)  # (n, T, H, W, 3)
+        if dset is None:
+            dset = f.create_dataset(
+                "clips", shape=(0, clip_len, *shape), maxshape=(None, clip_len, *shape),
+                dtype=np.uint8, chunks=(1, clip_len, *shape), compression="gzip",
+                compression_opts=level,
+            )
+        n0 = dset.shape[0]
+        dset.resize(n0 + len(clips), axis=0)
+        dset[n0:] = clips
+        names.append(str(name))
+        sources.extend([k] * len(clips))
+        starts.extend(start.tolist())
+        _log(f"corpus: {name}: {len(clips)} clips written")
+    if dset is None or shape is None:
+        raise ValueError("clips_by_source is empty; the corpus needs at least one source")
+    return names, sources, starts, (int(shape[0]), int(shape[1]))
+
+
+def read_subset(path: str | os.PathLike, data_size: int, order: str) -> np.ndarray:
+    """Clip indices of one data-size subset of ``frames.h5``.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``frames.h5`` written by :func:`write_corpus`.
+    data_size : int
+        One of the file's ``data_sizes``.
+    order : {"corpus", "stratified"}
+
+    Returns
+    -------
+    index : ndarray of int64, shape (n_clips(data_size),)
+    """
+    path = Path(path)
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {list(ORDERS)}, got {order!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus file {path} does not exist (run `cortexscale corpus`)")
+    key = f"subsets/{order}/{int(data_size)}"
+    with h5py.File(path, "r") as f:
+        if key not in f:
+            have = sorted(int(k) for k in f.get(f"subsets/{order}", {}))
+            raise KeyError(f"{path} has no key {key!r}; data sizes stored: {have}")
+        index = f[key][()]
+        n_total = f["clips"].shape[0] if "clips" in f else None
+    if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
+        raise ValueError(f"{path}[{key!r}] must be a 1-D integer array, got {index.dtype} "
+                         f"{index.shape}")
+    if n_total is not None and index.size and (index.min() < 0 or index.max() >= n_total):
+        raise ValueError(f"{path}[{key!r}] holds clip indices outside [0, {n_total})")
+    return index.astype(np.int64, copy=False)
+
+
+def _synthetic_sources(n_sources: int, n_frames: int, height: int, width: int, seed: int):
+    """Yield ``(name, frames)`` of synthetic episodes, one at a time."""
+    from cortexscale.data.synthetic import render_episode
+
+    for i in range(n_sources):
+        _log(f"corpus: source {i + 1}/{n_sources} (synthetic, {n_frames} frames)")
+        frames, _ = render_episode(n_frames, height, width, np.random.default_rng([seed, 0, i]))
+        yield f"episode{i + 1:03d}", frames
+
+
+def build_corpus(
+    out_path: str | os.PathLike, corpus_cfg: dict[str, Any], data_sizes: Sequence[int], seed: int
+) -> None:
+    """Build ``frames.h5`` from the config's ``corpus`` section.
+
+    Parameters
+    ----------
+    out_path : path-like
+    corpus_cfg : dict
+        ``source`` (``synthetic``; ``frames_h5`` and ``video_dir`` are not implemented yet),
+        ``n_sources``, ``frames_per_source``, ``fps``, ``time_stride``, ``clip_len``,
+        ``height``, ``width``.
+    data_sizes : sequence of int
+        The grid's data sizes (source frames).
+    seed : int
+    """
+    source = corpus_cfg.get("source", "synthetic")
+    if source in ("frames_h5", "video_dir"):
+        raise NotImplementedError(
+            f"corpus.source {source!r} is not implemented yet; use 'synthetic'"
+        )
+    if source != "synthetic":
+        raise ValueError(
+            f"corpus.source must be one of ['synthetic', 'frames_h5', 'video_dir'], "
+            f"got {source!r}"
+        )
+    n_sources = int(corpus_cfg.get("n_sources", 8))
+    n_frames = int(corpus_cfg.get("frames_per_source", 1024))
+    clip_len = int(corpus_cfg.get("clip_len", 16))
+    stride = int(corpus_cfg.get("time_stride", 1))
+    height, width = int(corpus_cfg.get("height", 32)), int(corpus_cfg.get("width", 32))
+    total = n_sources * n_clips_for(n_frames, clip_len, stride)
+    _check_sizes(data_sizes, total, clip_len, stride, f"corpus config (writing {out_path})")
+    write_corpus(
+        out_path, _synthetic_sources(n_sources, n_frames, height, width, seed), clip_len,
+        stride, float(corpus_cfg.get("fps", 15)), data_sizes, seed=seed, cfg=corpus_cfg,
+    )

@@ -1,0 +1,412 @@
+"""Ridge regression with a per-target penalty chosen by grouped cross-validation.
+
+The dominant cost of a ridge scaling study is scoring every penalty on every validation
+fold. Per fold the training features are decomposed once, in float64:
+
+- primal (``p <= n``): eigendecomposition of the Gram matrix ``X_train.T @ X_train``,
+  downdated from the full Gram matrix (``G - X_val.T @ X_val``);
+- dual (``p > n``): eigendecomposition of the kernel ``X_train @ X_train.T``, a
+  sub-block of the full kernel.
+
+Either way the validation predictions for penalty ``alpha`` are
+``A @ diag(1 / (lambda + alpha)) @ B`` with ``A`` (n_val, r) from the features and
+``B`` (r, v) the targets projected once; all penalties are scored with one stacked GEMM
+``(k * n_val, r) @ (r, v_chunk)``, chunk by chunk over targets, and the score reductions
+are accumulated in float64. The refit on all training samples uses one more
+decomposition and a per-target diagonal, so targets with different penalties share
+one GEMM.
+
+Targets that are constant or hold NaN/inf in the training data are excluded: they get
+a zero coefficient, a NaN penalty and NaN scores, and are reported by the ``valid`` mask
+of :class:`RidgeCVResult`.
+
+numpy backend only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "DTYPES",
+    "SCORES",
+    "RidgeCVResult",
+    "group_kfold",
+    "ridge_cv",
+    "ridge_predict",
+    "valid_targets",
+]
+
+SCORES = ("pearson", "r2")
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class RidgeCVResult:
+    """Result of :func:`ridge_cv`.
+
+    Attributes
+    ----------
+    best_alpha : ndarray of float64, shape (v,)
+        Penalty chosen per target (NaN for excluded targets).
+    cv_scores : ndarray of float64, shape (k, v)
+        Mean validation score over folds per penalty and target (NaN for excluded
+        targets).
+    coef : ndarray, shape (p, v)
+        Coefficients refit on all samples with each target's penalty, in the
+        computation dtype (zero for excluded targets).
+    valid : ndarray of bool, shape (v,)
+        False for targets excluded because they are constant or not finite in the
+        training data.
+    alphas : ndarray of float64, shape (k,)
+        The penalties that were scored.
+    n_folds : int
+        Number of cross-validation folds.
+    """
+
+    best_alpha: np.ndarray
+    cv_scores: np.ndarray
+    coef: np.ndarray
+    valid: np.ndarray
+    alphas: np.ndarray
+    n_folds: int
+
+    @property
+    def excluded(self) -> np.ndarray:
+        """Indices of the excluded targets, int64 (n_excluded,)."""
+        return np.flatnonzero(~self.valid)
+
+
+@dataclass(frozen=True)
+class _Fold:
+    """Factors of one fold: validation predictions are ``A_c @ diag(1/(lam+alpha)) @ B``."""
+
+    train: np.ndarray  # (n_train,) int64 sample indices
+    val: np.ndarray  # (n_val,) int64 sample indices
+    lam: np.ndarray  # (r,) float64 eigenvalues (> 0)
+    basis: np.ndarray  # (p, r) primal V or (n_train, r) dual Q, compute dtype
+    a_c: np.ndarray  # (n_val, r) A centred over validation samples, compute dtype
+    a_mean: np.ndarray  # (r,) float64 column means of A
+
+
+# --------------------------------------------------------------------------- folds
+def group_kfold(groups: np.ndarray, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Deterministic k-fold split over groups: no group is split between folds.
+
+    The sorted unique groups are cut into ``n_folds`` contiguous blocks of (nearly)
+    equal group counts; block ``i`` is the validation set of fold ``i``.
+
+    Parameters
+    ----------
+    groups : array-like, shape (n,)
+        Group label per sample (e.g. the run).
+    n_folds : int
+        Number of folds, ``2 <= n_folds <= n_groups``.
+
+    Returns
+    -------
+    folds : list of (train, val)
+        int64 sample indices, each sorted.
+    """
+    groups = np.asarray(groups)
+    if groups.ndim != 1:
+        raise ValueError(f"groups must be 1-D (n,), got shape {groups.shape}")
+    unique = np.unique(groups)
+    if not isinstance(n_folds, int | np.integer) or not 2 <= n_folds <= unique.size:
+        raise ValueError(
+            f"n_folds must be an integer in [2, n_groups = {unique.size}], got {n_folds!r}"
+        )
+    folds = []
+    for block in np.array_split(unique, int(n_folds)):
+        is_val = np.isin(groups, block)
+        folds.append((np.flatnonzero(~is_val), np.flatnonzero(is_val)))
+    return folds
+
+
+# --------------------------------------------------------------------------- validation
+def valid_targets(Y: np.ndarray) -> np.ndarray:
+    """Targets that are finite and not constant.
+
+    Parameters
+    ----------
+    Y : ndarray, shape (n, v)
+
+    Returns
+    -------
+    valid : ndarray of bool, shape (v,)
+    """
+    finite = np.isfinite(Y).all(axis=0)
+    with np.errstate(invalid="ignore"):
+        spread = np.ptp(Y, axis=0) if Y.shape[0] else np.zeros(Y.shape[1])
+    return finite & (spread > 0)
+
+
+def _check_inputs(X, Y, groups, alphas, n_folds, score, dtype, chunk_size):
+    X = np.asarray(X)
+    Y = np.asarray(Y)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if Y.ndim != 2:
+        raise ValueError(f"Y must be 2-D (n_samples, n_targets), got shape {Y.shape}")
+    if Y.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"X and Y must have the same number of samples, got {X.shape[0]} and {Y.shape[0]}"
+        )
+    groups = np.asarray(groups)
+    if groups.shape != (X.shape[0],):
+        raise ValueError(f"groups must have shape ({X.shape[0]},), got {groups.shape}")
+    if not np.isfinite(X).all():
+        raise ValueError("X holds NaN or inf; features must be finite")
+    alphas = np.asarray(alphas, dtype=np.float64)
+    if alphas.ndim != 1 or alphas.size == 0 or not (np.isfinite(alphas) & (alphas > 0)).all():
+        raise ValueError(
+            f"alphas must be a non-empty 1-D array of positive finite values, got {alphas}"
+        )
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {list(SCORES)}, got {score!r}")
+    if str(np.dtype(dtype)) not in DTYPES:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+    if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    folds = group_kfold(groups, n_folds)
+    return X, Y, alphas, folds, np.dtype(dtype)
+
+
+# --------------------------------------------------------------------------- solvers
+def _eigh_psd(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigendecomposition of a PSD matrix, dropping the numerically null space.
+
+    Parameters
+    ----------
+    M : ndarray of float64, shape (m, m)
+
+    Returns
+    -------
+    lam : ndarray of float64, shape (r,)
+        Eigenvalues above ``m * eps * max(lam)``.
+    vec : ndarray of float64, shape (m, r)
+    """
+    lam, vec = np.linalg.eigh(M)
+    tol = max(M.shape[0], 1) * np.finfo(np.float64).eps * max(lam.max(initial=0.0), 0.0)
+    keep = lam > tol
+    return lam[keep], vec[:, keep]
+
+
+def _centre_cols(A: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Centre the columns of ``A`` (n, r) in float64; return (A_c in dtype, means (r,))."""
+    mean = A.mean(axis=0)
+    return (A - mean).astype(dtype), mean
+
+
+def _primal_folds(X64: np.ndarray, folds, dtype: np.dtype) -> list[_Fold]:
+    """Per-fold factors from the downdated Gram matrix ``X.T @ X`` (p, p)."""
+    gram = X64.T @ X64  # (p, p)
+    out = []
+    for train, val in folds:
+        xv = X64[val]  # (n_val, p)
+        lam, V = _eigh_psd(gram - xv.T @ xv)  # (r,), (p, r)
+        a_c, a_mean = _centre_cols(xv @ V, dtype)  # (n_val, r)
+        out.append(_Fold(train, val, lam, V.astype(dtype), a_c, a_mean))
+    return out
+
+
+def _dual_folds(X64: np.ndarray, folds, dtype: np.dtype) -> list[_Fold]:
+    """Per-fold factors from sub-blocks of the kernel ``X @ X.T`` (n, n)."""
+    kernel = X64 @ X64.T  # (n, n)
+    out = []
+    for train, val in folds:
+        lam, Q = _eigh_psd(kernel[np.ix_(train, train)])  # (r,), (n_train, r)
+        a_c, a_mean = _centre_cols(kernel[np.ix_(val, train)] @ Q, dtype)  # (n_val, r)
+        out.append(_Fold(train, val, lam, Q.astype(dtype), a_c, a_mean))
+    return out
+
+
+def _project(fold: _Fold, X: np.ndarray, Yc: np.ndarray, XtY: np.ndarray | None) -> np.ndarray:
+    """Targets projected on the fold's basis: ``B`` (r, v_chunk).
+
+    Primal: ``V.T @ (X.T @ Y - X_val.T @ Y_val)``; dual: ``Q.T @ Y_train``.
+    """
+    if XtY is not None:
+        xty_train = XtY - X[fold.val].T @ Yc[fold.val]  # (p, vc)
+        return fold.basis.T @ xty_train  # (r, vc)
+    return fold.basis.T @ Yc[fold.train]  # (r, vc)
+
+
+def _shrink(lam: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """Spectral filter ``1 / (lam + alpha)``, float64 (k, r)."""
+    return 1.0 / (lam[None, :] + alphas[:, None])
+
+
+def _fold_scores(
+    fold: _Fold, B: np.ndarray, y_val: np.ndarray, alphas: np.ndarray, score: str
+) -> np.ndarray:
+    """Validation scores of every penalty with one stacked GEMM.
+
+    Parameters
+    ----------
+    fold : _Fold
+    B : ndarray, shape (r, vc)
+        Projected training targets.
+    y_val : ndarray, shape (n_val, vc)
+        Validation targets.
+    alphas : ndarray, shape (k,)
+    score : {'pearson', 'r2'}
+
+    Returns
+    -------
+    scores : ndarray of float64, shape (k, vc)
+        NaN where the score is undefined (constant validation targets or predictions).
+    """
+    k, (n_val, r) = alphas.size, fold.a_c.shape
+    d = _shrink(fold.lam, alphas)  # (k, r)
+    stacked = (fold.a_c[None] * d[:, None, :].astype(fold.a_c.dtype)).reshape(k * n_val, r)
+    pred_c = (stacked @ B).reshape(k, n_val, -1)  # (k, n_val, vc), centred predictions
+    y64 = y_val.astype(np.float64)
+    y_mean = y64.mean(axis=0)  # (vc,)
+    y64 -= y_mean
+    ss_y = np.einsum("ij,ij->j", y64, y64)  # (vc,)
+    y_c = y64.astype(B.dtype)
+    ss_p = np.empty((k, B.shape[1]))
+    cross = np.empty((k, B.shape[1]))
+    for i in range(k):
+        ss_p[i] = np.sum(pred_c[i] * pred_c[i], axis=0, dtype=np.float64)
+        cross[i] = np.sum(pred_c[i] * y_c, axis=0, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if score == "pearson":
+            den = np.sqrt(ss_p * ss_y)
+            return np.where(den > 0, cross / den, np.nan)
+        pred_mean = (fold.a_mean[None, :] * d) @ B.astype(np.float64)  # (k, vc)
+        ss_res = ss_y - 2 * cross + ss_p + n_val * (y_mean - pred_mean) ** 2
+        return np.where(ss_y > 0, 1.0 - ss_res / ss_y, np.nan)
+
+
+def _best_alpha_index(cv_scores: np.ndarray) -> np.ndarray:
+    """argmax over penalties (k, v) -> (v,); ties go to the smaller penalty, all-NaN
+    columns to the largest penalty."""
+    filled = np.where(np.isnan(cv_scores), -np.inf, cv_scores)
+    idx = np.argmax(filled, axis=0)
+    idx[np.isnan(cv_scores).all(axis=0)] = cv_scores.shape[0] - 1
+    return idx
+
+
+def _refit_primal(lam, V, XtY, alpha):
+    """Primal refit ``V diag(1/(lam+alpha_j)) V.T X.T y_j`` for all targets: (p, vc)."""
+    D = 1.0 / (lam[:, None] + alpha[None, :])  # (r, vc)
+    return V @ ((V.T @ XtY) * D.astype(V.dtype))
+
+
+def _refit_dual(lam, Q, X, Yc, alpha):
+    """Dual refit ``X.T Q diag(1/(lam+alpha_j)) Q.T y_j`` for all targets: (p, vc)."""
+    D = 1.0 / (lam[:, None] + alpha[None, :])  # (r, vc)
+    return X.T @ (Q @ ((Q.T @ Yc) * D.astype(Q.dtype)))
+
+
+def _chunks(v: int, chunk_size: int) -> Iterator[slice]:
+    for start in range(0, v, chunk_size):
+        yield slice(start, min(start + chunk_size, v))
+
+
+# --------------------------------------------------------------------------- public API
+def ridge_cv(
+    X: np.ndarray,
+    Y: np.ndarray,
+    groups: np.ndarray,
+    alphas: np.ndarray,
+    n_folds: int = 5,
+    score: str = "pearson",
+    dtype: str | np.dtype = "float32",
+    chunk_size: int = 20000,
+) -> RidgeCVResult:
+    """Ridge regression (no intercept) with a per-target penalty chosen by grouped CV.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, p)
+        Features; must be finite. Centre/z-score them beforehand (no intercept is fit).
+    Y : ndarray, shape (n, v)
+        Targets. Constant or non-finite targets are excluded (see ``valid``).
+    groups : array-like, shape (n,)
+        Group label per sample (the run); folds never split a group
+        (:func:`group_kfold`).
+    alphas : array-like, shape (k,)
+        Positive penalties to score.
+    n_folds : int
+        Number of folds, ``2 <= n_folds <= n_groups``.
+    score : {'pearson', 'r2'}
+        Validation score, averaged over folds (folds where it is undefined are skipped).
+    dtype : {'float32', 'float64'}
+        dtype of the large GEMMs; decompositions and reductions are float64.
+    chunk_size : int
+        Targets processed at once (bounds memory at about
+        ``k * n_val * chunk_size`` values).
+
+    Returns
+    -------
+    result : RidgeCVResult
+        ``best_alpha`` (v,), ``cv_scores`` (k, v), ``coef`` (p, v), ``valid`` (v,).
+    """
+    X, Y, alphas, folds, dt = _check_inputs(
+        X, Y, groups, alphas, n_folds, score, dtype, chunk_size
+    )
+    (n, p), v, k = X.shape, Y.shape[1], alphas.size
+    valid = valid_targets(Y)
+    X64 = X.astype(np.float64)
+    Xd = X.astype(dt)
+    primal = p <= n
+    fold_factors = _primal_folds(X64, folds, dt) if primal else _dual_folds(X64, folds, dt)
+    lam_all, basis_all = _eigh_psd(X64.T @ X64 if primal else X64 @ X64.T)
+    basis_all = basis_all.astype(dt)
+    del X64
+
+    cv_scores = np.full((k, v), np.nan)
+    best_alpha = np.full(v, np.nan)
+    coef = np.zeros((p, v), dtype=dt)
+    for sl in _chunks(v, int(chunk_size)):
+        ok = valid[sl]
+        if not ok.any():
+            continue
+        Yc = Y[:, sl][:, ok].astype(dt)  # (n, vc) valid targets of the chunk
+        XtY = Xd.T @ Yc if primal else None  # (p, vc)
+        total = np.zeros((k, Yc.shape[1]))
+        count = np.zeros((k, Yc.shape[1]))
+        for fold in fold_factors:
+            s = _fold_scores(fold, _project(fold, Xd, Yc, XtY), Yc[fold.val], alphas, score)
+            seen = ~np.isnan(s)
+            total += np.where(seen, s, 0.0)
+            count += seen
+        with np.errstate(invalid="ignore"):
+            mean_scores = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        alpha = alphas[_best_alpha_index(mean_scores)]  # (vc,)
+        cols = np.arange(sl.start, sl.stop)[ok]
+        cv_scores[:, cols] = mean_scores
+        best_alpha[cols] = alpha
+        if primal:
+            coef[:, cols] = _refit_primal(lam_all, basis_all, XtY, alpha)
+        else:
+            coef[:, cols] = _refit_dual(lam_all, basis_all, Xd, Yc, alpha)
+    return RidgeCVResult(best_alpha, cv_scores, coef, valid, alphas, len(folds))
+
+
+def ridge_predict(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """Predictions of a fitted ridge model.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, p)
+    coef : ndarray, shape (p, v)
+
+    Returns
+    -------
+    Y_pred : ndarray, shape (n, v)
+        In the dtype of ``coef``.
+    """
+    X = np.asarray(X)
+    coef = np.asarray(coef)
+    if X.ndim != 2 or coef.ndim != 2 or X.shape[1] != coef.shape[0]:
+        raise ValueError(
+            f"X (n, p) and coef (p, v) must agree on p, got shapes {X.shape} and {coef.shape}"
+        )
+    return X.astype(coef.dtype, copy=False) @ coef

@@ -1,0 +1,189 @@
+"""Video files: lossless writing, decoding and resampling of RGB frame arrays.
+
+Frames are channels-last RGB ``uint8`` arrays of shape ``(n_frames, height, width, 3)``.
+:func:`write_video` encodes them losslessly with FFV1 in Matroska (``.mkv``) using the
+``bgr0`` pixel format, which round-trips RGB exactly; :func:`read_video` decodes any
+file PyAV can open.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from cortexscale.io.atomic import atomic_path
+
+__all__ = ["read_video", "resample_frames", "write_video"]
+
+_CODEC = "ffv1"
+_PIX_FMT = "bgr0"  # FFV1 stores it losslessly; RGB -> bgr0 -> RGB is exact
+
+
+def _check_frames(frames: np.ndarray, name: str = "frames") -> np.ndarray:
+    """Validate a ``uint8 (n, H, W, 3)`` frame array and return it contiguous."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(
+            f"{name} must have shape (n_frames, height, width, 3), got {frames.shape}"
+        )
+    if frames.dtype != np.uint8:
+        raise ValueError(f"{name} must be uint8, got {frames.dtype}")
+    return np.ascontiguousarray(frames)
+
+
+def _as_rate(fps: float) -> Fraction:
+    """A frame rate as a fraction (``29.97`` -> ``2997/100``)."""
+    if not np.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps must be a positive finite number, got {fps!r}")
+    return Fraction(fps).limit_denominator(1001)
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
+    """Write RGB frames to a lossless FFV1 ``.mkv`` file, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Target file (Matroska container; the suffix should be ``.mkv``).
+    frames : ndarray of uint8, shape (n_frames, height, width, 3)
+        RGB frames; ``n_frames >= 1``.
+    fps : float
+        Frame rate stored in the file.
+    """
+    import av
+
+    frames = _check_frames(frames)
+    if frames.shape[0] == 0:
+        raise ValueError(f"cannot write an empty video to {path}: frames has 0 frames")
+    rate = _as_rate(fps)
+    _, height, width, _ = frames.shape
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="matroska") as out:
+            stream = out.add_stream(_CODEC, rate=rate)
+            stream.width, stream.height, stream.pix_fmt = width, height, _PIX_FMT
+            for frame in frames:
+                vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+                for packet in stream.encode(vf):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+
+
+def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """Decode every frame of a video file.
+
+    Parameters
+    ----------
+    path : path-like
+        Any video PyAV can decode.
+
+    Returns
+    -------
+    frames : ndarray of uint8, shape (n_frames, height, width, 3)
+        RGB frames.
+    fps : float
+        The stream's average frame rate.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file cannot be decoded, has no video stream or no frames.
+    """
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video file {path} does not exist")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"video file {path} has no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    except av.error.FFmpegError as err:
+        raise ValueError(f"could not decode video file {path}: {err}") from err
+    if not frames:
+        raise ValueError(f"video file {path} contains no decodable frames")
+    if rate is None:
+        raise ValueError(f"video file {path} does not state a frame rate")
+    return np.stack(frames), float(rate)
+
+
+def frame_times_index(n_src: int, src_fps: float, dst_fps: float) -> np.ndarray:
+    """Indices of the source frames nearest in time to each output frame.
+
+    Output frame ``j`` is shown at ``j / dst_fps`` seconds; the output covers the
+    source's duration ``n_src / src_fps``.
+
+    Parameters
+    ----------
+    n_src : int
+        Number of source frames.
+    src_fps, dst_fps : float
+        Source and target frame rates.
+
+    Returns
+    -------
+    index : ndarray of int64, shape (n_dst,)
+        ``n_dst = round(n_src * dst_fps / src_fps)`` (at least 1).
+    """
+    if n_src < 1:
+        raise ValueError(f"need at least one source frame, got {n_src}")
+    n_dst = max(1, int(round(n_src * dst_fps / src_fps)))
+    t = np.arange(n_dst) / dst_fps
+    idx = np.floor(t * src_fps + 0.5 + 1e-9).astype(np.int64)
+    return np.clip(idx, 0, n_src - 1)
+
+
+def _resize(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize ``uint8 (n, H, W, 3)`` frames; area averaging to shrink, bilinear to grow."""
+    import torch  # lazy: readers that never resize should not pay for importing torch
+    import torch.nn.functional as F
+
+    n, h, w, _ = frames.shape
+    if (h, w) == (height, width):
+        return frames
+    out = np.empty((n, height, width, 3), dtype=np.uint8)
+    mode = "area" if height <= h and width <= w else "bilinear"
+    kwargs = {} if mode == "area" else {"align_corners": False}
+    for start in range(0, n, 256):  # bound memory for long movies
+        x = torch.from_numpy(frames[start : start + 256]).permute(0, 3, 1, 2).float()
+        y = F.interpolate(x, size=(height, width), mode=mode, **kwargs)  # (b, 3, height, width)
+        y = y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        out[start : start + 256] = y.numpy()
+    return out
+
+
+def resample_frames(
+    frames: np.ndarray, src_fps: float, dst_fps: float, height: int, width: int
+) -> np.ndarray:
+    """Resample frames in time (nearest frame) and space (area or bilinear).
+
+    Parameters
+    ----------
+    frames : ndarray of uint8, shape (n_src, H, W, 3)
+        Source frames.
+    src_fps, dst_fps : float
+        Source and target frame rates.
+    height, width : int
+        Target frame size.
+
+    Returns
+    -------
+    out : ndarray of uint8, shape (n_dst, height, width, 3)
+        ``n_dst = round(n_src * dst_fps / src_fps)``; frame ``j`` is the source frame
+        nearest to time ``j / dst_fps``.
+    """
+    frames = _check_frames(frames)
+    _as_rate(src_fps)
+    _as_rate(dst_fps)
+    if int(height) < 1 or int(width) < 1:
+        raise ValueError(f"height and width must be positive, got {height}x{width}")
+    idx = frame_times_index(frames.shape[0], src_fps, dst_fps)
+    return _resize(np.ascontiguousarray(frames[idx]), int(height), int(width))

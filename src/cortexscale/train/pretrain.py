@@ -1,0 +1,472 @@
+"""Pretrain the GPT of one grid point on the cached VQ-VAE codes of a data-size subset.
+
+The VQ-VAE never runs here: every clip was tokenised once into ``tokens.h5`` (see
+DESIGN.md, "Cost model"). One call trains one grid point and writes, atomically,
+``model.pt``, ``log.tsv`` and ``summary.json`` into ``out_dir`` (docs/formats.md).
+
+Choices worth knowing:
+
+- **Validation clips.** ``eval_clips`` clips are held out, chosen evenly spaced (independent
+  of the seed) from, in order of preference: (1) the clips outside the *largest* subset of the
+  same order, so every data size is scored on the same clips, none of which any grid point
+  trains on; (2) the clips outside this data size's subset; (3) the end of this subset, which
+  then trains on the rest. ``summary.json`` records which (``val_from``).
+- **Data order.** Epoch ``e`` visits the training clips in the permutation drawn from
+  ``numpy.random.default_rng([seed, e])``; the position in the stream (``data_position``,
+  clips consumed) is all a resume needs to continue it exactly.
+- **Conditioning.** A conditioned model sees the codes of the clip that precedes each clip
+  in its source (same source, ``start_frame`` one clip earlier), looked up in the whole
+  corpus; a clip without one (a source's first clip) gets an empty condition (codes ``-1``,
+  see :class:`cortexscale.models.gpt.GPT`).
+- **Precision.** ``fp32``; ``bf16``/``fp16`` autocast (:func:`~cortexscale.train.common.
+  autocast_context`), with a gradient scaler that is a no-op unless fp16 on CUDA.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
+from cortexscale.data.corpus import read_subset
+from cortexscale.grid import GridPoint
+from cortexscale.io.atomic import atomic_path, write_json, write_tsv
+from cortexscale.io.provenance import provenance
+from cortexscale.models.gpt import GPT, GPTConfig, count_params, flops_per_token
+from cortexscale.train.common import (
+    autocast_context,
+    grad_scaler,
+    peak_memory_mb,
+    reset_peak_memory,
+    rng_state,
+    set_seed,
+    setup_device,
+)
+
+__all__ = ["CFG_KEYS", "LOG_COLUMNS", "check_cfg", "pretrain"]
+
+#: Keys of the config's ``pretrain:`` section, with their expected types.
+CFG_KEYS: dict[str, type | tuple[type, ...]] = {
+    "steps": int,
+    "batch_size": int,
+    "grad_accum": int,
+    "lr": (int, float),
+    "min_lr": (int, float),
+    "warmup_steps": int,
+    "weight_decay": (int, float),
+    "dropout": (int, float),
+    "eval_every": int,
+    "eval_clips": int,
+    "compile": bool,
+    "conditioned": bool,
+}
+LOG_COLUMNS = ("step", "tokens_seen", "train_loss", "val_loss", "lr", "tokens_per_s", "peak_mem_mb")
+GRAD_CLIP = 1.0  # max global gradient norm (nanoGPT's default)
+BETAS = (0.9, 0.95)
+ORDERS = ("corpus", "stratified")
+
+
+def check_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Validate the ``pretrain:`` config section and return it as a plain dict.
+
+    Raises
+    ------
+    ValueError
+        On a missing or unknown key, a wrong type or an out-of-range value, naming the key,
+        what was expected and what was found.
+    """
+    if not isinstance(cfg, dict):
+        raise ValueError(f"pretrain config: expected a mapping, found {type(cfg).__name__}")
+    missing = sorted(set(CFG_KEYS) - set(cfg))
+    unknown = sorted(set(cfg) - set(CFG_KEYS))
+    if missing or unknown:
+        raise ValueError(
+            f"pretrain config: missing keys {missing}, unknown keys {unknown}; "
+            f"expected exactly {sorted(CFG_KEYS)}"
+        )
+    for key, types in CFG_KEYS.items():
+        value = cfg[key]
+        ok = isinstance(value, types) and (types is bool or not isinstance(value, bool))
+        if not ok:
+            names = " or ".join(
+                t.__name__ for t in (types if isinstance(types, tuple) else (types,))
+            )
+            raise ValueError(f"pretrain.{key}: expected {names}, found {value!r}")
+    for key in ("steps", "batch_size", "grad_accum", "eval_every", "eval_clips"):
+        if cfg[key] < 1:
+            raise ValueError(f"pretrain.{key}: expected an int >= 1, found {cfg[key]!r}")
+    if cfg["warmup_steps"] < 0:
+        raise ValueError(f"pretrain.warmup_steps: expected >= 0, found {cfg['warmup_steps']!r}")
+    if cfg["batch_size"] % cfg["grad_accum"]:
+        raise ValueError(
+            f"pretrain.batch_size ({cfg['batch_size']}) must be a multiple of "
+            f"pretrain.grad_accum ({cfg['grad_accum']})"
+        )
+    if not 0 < cfg["min_lr"] <= cfg["lr"]:
+        raise ValueError(
+            f"pretrain.min_lr: expected 0 < min_lr <= lr ({cfg['lr']}), found {cfg['min_lr']!r}"
+        )
+    if cfg["weight_decay"] < 0:
+        raise ValueError(f"pretrain.weight_decay: expected >= 0, found {cfg['weight_decay']!r}")
+    if not 0 <= cfg["dropout"] < 1:
+        raise ValueError(f"pretrain.dropout: expected a float in [0, 1), found {cfg['dropout']!r}")
+    return dict(cfg)
+
+
+def lr_at(step: int, cfg: dict[str, Any]) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): linear warmup, cosine to min_lr."""
+    lr, min_lr, warmup, steps = cfg["lr"], cfg["min_lr"], cfg["warmup_steps"], cfg["steps"]
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def _read_corpus(tokens_h5: Path, frames_h5: Path) -> tuple[np.ndarray, int, np.ndarray]:
+    """Load the codes and, per clip, the index of the clip before it in its source.
+
+    Returns
+    -------
+    codes : int16 (n_clips, t, h, w)
+    codebook_size : int
+    prev : int64 (n_clips,)
+        Index of the preceding clip of the same source, ``-1`` where there is none.
+    """
+    with h5py.File(tokens_h5, "r") as f:
+        if "codes" not in f:
+            raise ValueError(f"{tokens_h5}: no dataset 'codes'; found keys {sorted(f)}")
+        if "codebook_size" not in f.attrs:
+            raise ValueError(f"{tokens_h5}: root attribute 'codebook_size' is missing")
+        codes = f["codes"][...]  # (n_clips, t, h, w)
+        codebook_size = int(f.attrs["codebook_size"])
+    if codes.ndim != 4 or codes.dtype.kind not in "iu":
+        raise ValueError(
+            f"{tokens_h5}/codes: expected integer (n_clips, t, h, w), "
+            f"found {codes.dtype} {codes.shape}"
+        )
+    if codes.size and (codes.min() < 0 or codes.max() >= codebook_size):
+        raise ValueError(
+            f"{tokens_h5}/codes: expected values in [0, {codebook_size}) (codebook_size), "
+            f"found [{codes.min()}, {codes.max()}]"
+        )
+    with h5py.File(frames_h5, "r") as f:
+        for key in ("clips", "source", "start_frame"):
+            if key not in f:
+                raise ValueError(f"{frames_h5}: no dataset {key!r}; found keys {sorted(f)}")
+        n_frames_clips = f["clips"].shape[0]
+        source = f["source"][...]
+        start = f["start_frame"][...]
+        step = int(f.attrs["clip_len"]) * int(f.attrs.get("time_stride", 1))
+    if n_frames_clips != codes.shape[0]:
+        raise ValueError(
+            f"{tokens_h5}/codes has {codes.shape[0]} clips but {frames_h5}/clips has "
+            f"{n_frames_clips}; the tokens must be computed from this corpus"
+        )
+    where = {(int(s), int(b)): i for i, (s, b) in enumerate(zip(source, start, strict=True))}
+    prev = np.array(
+        [where.get((int(s), int(b) - step), -1) for s, b in zip(source, start, strict=True)],
+        dtype=np.int64,
+    )
+    return codes, codebook_size, prev
+
+
+def split_clips(
+    frames_h5: Path, subset: np.ndarray, order: str, eval_clips: int
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Choose the validation clips (see the module docstring) and the training clips.
+
+    Returns
+    -------
+    train : int64 (n_train,)
+        Training clip indices, in subset order.
+    val : int64 (eval_clips,)
+        Validation clip indices, sorted.
+    val_from : {"outside_all_subsets", "outside_subset", "subset_end"}
+    """
+    with h5py.File(frames_h5, "r") as f:
+        n_clips = f["clips"].shape[0]
+        sizes = [int(s) for s in np.atleast_1d(f.attrs.get("data_sizes", []))]
+    largest = read_subset(frames_h5, max(sizes), order) if sizes else subset
+    for used, label in ((largest, "outside_all_subsets"), (subset, "outside_subset")):
+        spare = np.setdiff1d(np.arange(n_clips), used)  # sorted
+        if spare.size >= eval_clips:
+            pick = np.linspace(0, spare.size - 1, eval_clips).round().astype(np.int64)
+            return subset, spare[pick], label
+    if subset.size <= eval_clips:
+        raise ValueError(
+            f"pretrain.eval_clips ({eval_clips}) leaves no training clip: the subset has "
+            f"{subset.size} clips and {frames_h5} has no {eval_clips} clips outside it"
+        )
+    return subset[:-eval_clips], np.sort(subset[-eval_clips:]), "subset_end"
+
+
+class ClipStream:
+    """Endless, seeded stream of training-clip batches, resumable from a position.
+
+    Epoch ``e`` visits ``clips`` in ``default_rng([seed, e]).permutation``; ``position`` counts
+    the clips consumed so far (the checkpoint's ``data_position``).
+    """
+
+    def __init__(self, clips: np.ndarray, seed: int, position: int = 0) -> None:
+        self.clips, self.seed, self.position = clips, seed, int(position)
+        self._epoch, self._perm = -1, clips
+
+    def next(self, n: int) -> np.ndarray:
+        out = []
+        while len(out) < n:
+            epoch, offset = divmod(self.position, self.clips.size)
+            if epoch != self._epoch:
+                rng = np.random.default_rng([self.seed, epoch])
+                self._epoch, self._perm = epoch, self.clips[rng.permutation(self.clips.size)]
+            take = min(n - len(out), self.clips.size - offset)
+            out.extend(self._perm[offset : offset + take].tolist())
+            self.position += take
+        return np.asarray(out, dtype=np.int64)
+
+
+def _batch(
+    codes: torch.Tensor, prev: torch.Tensor, idx: np.ndarray, conditioned: bool, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Gather clips ``idx`` (and their conditions) as int64 on ``device``."""
+    i = torch.from_numpy(idx)
+    x = codes[i].long().to(device, non_blocking=True)  # (B, t, h, w)
+    if not conditioned:
+        return x, None
+    p = prev[i]  # (B,)
+    c = codes[p.clamp(min=0)].long()  # (B, t, h, w)
+    c[p < 0] = -1  # no preceding clip: empty condition
+    return x, c.to(device, non_blocking=True)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    codes: torch.Tensor,
+    prev: torch.Tensor,
+    val: np.ndarray,
+    batch_size: int,
+    conditioned: bool,
+    precision: str,
+    device: torch.device,
+) -> float:
+    """Mean cross-entropy per token over the validation clips."""
+    model.eval()
+    total, n = 0.0, 0
+    for s in range(0, val.size, batch_size):
+        idx = val[s : s + batch_size]
+        x, c = _batch(codes, prev, idx, conditioned, device)
+        with autocast_context(precision, device):
+            _, loss = model(x, c)
+        total += float(loss) * idx.size
+        n += idx.size
+    model.train()
+    return total / n
+
+
+def _optimizer(model: GPT, cfg: dict[str, Any], device: torch.device) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices and embedding tables only (nanoGPT)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": float(cfg["weight_decay"])},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        groups, lr=float(cfg["lr"]), betas=BETAS, fused=device.type == "cuda" or None
+    )
+
+
+def pretrain(
+    tokens_h5: str | os.PathLike,
+    frames_h5: str | os.PathLike,
+    point: GridPoint,
+    order: str,
+    cfg: dict[str, Any],
+    out_dir: str | os.PathLike,
+    seed: int,
+    threads: int = 1,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Train the GPT of one grid point and write ``model.pt``, ``log.tsv``, ``summary.json``.
+
+    Parameters
+    ----------
+    tokens_h5 : path-like
+        ``tokens.h5``: ``codes`` int16 (n_clips, t, h, w) and attr ``codebook_size``.
+    frames_h5 : path-like
+        ``frames.h5`` of the same corpus: subsets, ``source``, ``start_frame``, attrs.
+    point : GridPoint
+        Data size (source frames), hidden, layers, heads and precision.
+    order : {"corpus", "stratified"}
+        Which nested subsets to train on.
+    cfg : dict
+        The config's ``pretrain:`` section (see :data:`CFG_KEYS`).
+    out_dir : path-like
+        Folder of the outputs (created).
+    seed : int
+        Seeds initialisation, dropout and the data order.
+    threads : int
+        CPU threads for torch.
+    device : str
+        ``"cpu"`` or ``"cuda[:N]"``.
+
+    Returns
+    -------
+    summary : dict
+        The content of ``summary.json``.
+    """
+    t0 = time.perf_counter()
+    cfg = check_cfg(cfg)
+    if not isinstance(point, GridPoint):
+        raise ValueError(f"point: expected a cortexscale.grid.GridPoint, found {point!r}")
+    if order not in ORDERS:
+        raise ValueError(f"order: expected one of {list(ORDERS)}, found {order!r}")
+    tokens_h5, frames_h5, out_dir = Path(tokens_h5), Path(frames_h5), Path(out_dir)
+    for path in (tokens_h5, frames_h5):
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrain input not found: {path}")
+    dev = setup_device(device, threads)
+    set_seed(seed)
+    name = point.name
+
+    codes_np, codebook_size, prev_np = _read_corpus(tokens_h5, frames_h5)
+    subset = read_subset(frames_h5, point.data_size, order)
+    train_idx, val_idx, val_from = split_clips(frames_h5, subset, order, cfg["eval_clips"])
+    codes, prev = torch.from_numpy(codes_np), torch.from_numpy(prev_np)
+
+    mcfg = GPTConfig(
+        vocab_size=codebook_size,
+        shape=tuple(codes_np.shape[1:]),
+        hidden=point.hidden,
+        layers=point.layers,
+        heads=point.heads,
+        dropout=float(cfg["dropout"]),
+        conditioned=cfg["conditioned"],
+    )
+    model = GPT(mcfg).to(dev)
+    opt = _optimizer(model, cfg, dev)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg) / cfg["lr"])
+    scaler = grad_scaler(point.precision, dev)
+    fwd = torch.compile(model) if cfg["compile"] else model
+    stream = ClipStream(train_idx, seed)
+
+    steps, accum = cfg["steps"], cfg["grad_accum"]
+    micro = cfg["batch_size"] // accum
+    n_tok = mcfg.n_tokens
+    tokens_per_step = cfg["batch_size"] * n_tok
+    fpt = flops_per_token(mcfg)
+    log_every = max(1, steps // 100)
+    report_every = max(1, steps // 10)
+    rows: list[dict[str, Any]] = []
+    val_loss = float("nan")
+    loss_sum, loss_n, tok_since, train_time = torch.zeros((), device=dev), 0, 0, 0.0
+    reset_peak_memory(dev)
+    print(
+        f"[pretrain {name}] {count_params(model):,} params (no emb), {train_idx.size} train "
+        f"clips, {val_idx.size} val clips ({val_from}), {steps} steps on {dev}",
+        file=sys.stderr,
+    )
+
+    model.train()
+    tick = time.perf_counter()
+    for step in range(steps):
+        for _ in range(accum):
+            x, c = _batch(codes, prev, stream.next(micro), mcfg.conditioned, dev)
+            with autocast_context(point.precision, dev):
+                _, loss = fwd(x, c)
+            scaler.scale(loss / accum).backward()
+            loss_sum += loss.detach()
+        loss_n += accum
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+        lr = opt.param_groups[0]["lr"]
+        sched.step()
+        tok_since += tokens_per_step
+        done = step + 1
+        is_eval = done % cfg["eval_every"] == 0 or done == steps
+        if done % log_every and not is_eval:
+            continue
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        elapsed = time.perf_counter() - tick
+        train_time += elapsed
+        row = {
+            "step": done,
+            "tokens_seen": done * tokens_per_step,
+            "train_loss": float(loss_sum) / loss_n,
+            "val_loss": float("nan"),
+            "lr": lr,
+            "tokens_per_s": tok_since / elapsed,
+            "peak_mem_mb": peak_memory_mb(dev),
+        }
+        if is_eval:
+            val_loss = evaluate(
+                fwd, codes, prev, val_idx, micro, mcfg.conditioned, point.precision, dev
+            )
+            row["val_loss"] = val_loss
+        rows.append(row)
+        if done % report_every == 0 or done == steps:
+            print(
+                f"[pretrain {name}] step {done}/{steps} train_loss {row['train_loss']:.4f} "
+                f"val_loss {val_loss:.4f} lr {lr:.2e} {row['tokens_per_s']:,.0f} tok/s",
+                file=sys.stderr,
+            )
+        loss_sum.zero_()
+        loss_n, tok_since = 0, 0
+        tick = time.perf_counter()
+
+    tokens_seen = steps * tokens_per_step
+    ckpt = {
+        "model_args": mcfg.to_dict(),
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": rng_state(),
+        "step": steps,
+        "data_position": stream.position,
+        "grid": name,
+        "precision": point.precision,
+        "order": order,
+        "seed": int(seed),
+        "pretrain_cfg": cfg,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "model.pt") as tmp:
+        torch.save(ckpt, tmp)
+    write_tsv(out_dir / "log.tsv", pd.DataFrame(rows, columns=list(LOG_COLUMNS)))
+    summary = {
+        **point.as_dict(),
+        "n_params": count_params(model, embeddings=True),
+        "n_params_no_emb": count_params(model),
+        "flops_per_token": fpt,
+        # every processed position costs fpt; a conditioned model also processes the prefix
+        "train_flops": fpt * tokens_seen * mcfg.context // n_tok,
+        "tokens_seen": tokens_seen,
+        "wall_time_s": time.perf_counter() - t0,
+        "train_time_s": train_time,
+        "tokens_per_s": tokens_seen / train_time,
+        "final_val_loss": val_loss,
+        "steps": steps,
+        "order": order,
+        "conditioned": mcfg.conditioned,
+        "train_clips": int(train_idx.size),
+        "val_clips": int(val_idx.size),
+        "val_from": val_from,
+        "device": str(dev),
+        "threads": threads,
+        **provenance(cfg, seed, stage="pretrain"),
+    }
+    write_json(out_dir / "summary.json", summary)
+    return summary

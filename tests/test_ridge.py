@@ -1,0 +1,143 @@
+"""Tests of the ridge engine against reference implementations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cortexscale.encoding.metrics import pearson_r, r2_score
+from cortexscale.encoding.ridge import group_kfold, ridge_cv, ridge_predict
+
+ALPHAS = np.logspace(-2, 4, 13)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def _problem(rng, n, p, v, n_groups, noise=1.0):
+    X = rng.standard_normal((n, p))
+    W = rng.standard_normal((p, v)) * rng.uniform(0, 1, size=v)
+    Y = X @ W / np.sqrt(p) + noise * rng.standard_normal((n, v))
+    groups = np.repeat(np.arange(n_groups), int(np.ceil(n / n_groups)))[:n]
+    return X, Y, groups
+
+
+def _brute_force(X, Y, groups, alphas, n_folds, score):
+    """Explicit per-fold, per-alpha np.linalg.solve: cv scores (k, v) and best alpha (v,)."""
+    scorer = pearson_r if score == "pearson" else r2_score
+    p = X.shape[1]
+    scores = np.zeros((alphas.size, Y.shape[1]))
+    folds = group_kfold(groups, n_folds)
+    for train, val in folds:
+        xt, yt = X[train], Y[train]
+        for i, a in enumerate(alphas):
+            W = np.linalg.solve(xt.T @ xt + a * np.eye(p), xt.T @ yt)
+            scores[i] += scorer(Y[val], X[val] @ W)
+    scores /= len(folds)
+    return scores, alphas[np.argmax(scores, axis=0)]
+
+
+@pytest.mark.parametrize("score", ["pearson", "r2"])
+@pytest.mark.parametrize("shape", [(120, 15, 40), (60, 150, 40)], ids=["p<n", "p>n"])
+def test_alphas_match_brute_force(rng, shape, score):
+    n, p, v = shape
+    X, Y, groups = _problem(rng, n, p, v, n_groups=6)
+    ref_scores, ref_alpha = _brute_force(X, Y, groups, ALPHAS, 3, score)
+    res = ridge_cv(X, Y, groups, ALPHAS, n_folds=3, score=score, dtype="float64", chunk_size=7)
+    np.testing.assert_allclose(res.cv_scores, ref_scores, rtol=1e-8, atol=1e-10)
+    np.testing.assert_array_equal(res.best_alpha, ref_alpha)
+    assert res.valid.all()
+
+
+@pytest.mark.parametrize("shape", [(100, 10, 5), (40, 90, 5)], ids=["p<n", "p>n"])
+def test_refit_single_alpha_closed_form(rng, shape):
+    n, p, v = shape
+    X, Y, groups = _problem(rng, n, p, v, n_groups=4)
+    alpha = 3.0
+    res = ridge_cv(X, Y, groups, [alpha], n_folds=2, dtype="float64")
+    ref = np.linalg.solve(X.T @ X + alpha * np.eye(p), X.T @ Y)
+    np.testing.assert_allclose(res.coef, ref, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ridge_predict(X, res.coef), X @ ref, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(150, 20, 30), (50, 80, 30)], ids=["p<n", "p>n"])
+def test_refit_matches_sklearn_per_target_alpha(rng, shape):
+    from sklearn.linear_model import Ridge
+
+    n, p, v = shape
+    X, Y, groups = _problem(rng, n, p, v, n_groups=5)
+    res = ridge_cv(X, Y, groups, ALPHAS, n_folds=5, dtype="float64")
+    assert np.unique(res.best_alpha).size > 1  # several penalties share one refit
+    ref = Ridge(alpha=res.best_alpha, fit_intercept=False, solver="svd").fit(X, Y).coef_.T
+    np.testing.assert_allclose(res.coef, ref, rtol=1e-6, atol=1e-9)
+
+
+def test_sklearn_ridgecv_single_alpha(rng):
+    from sklearn.linear_model import RidgeCV
+
+    X, Y, groups = _problem(rng, 80, 12, 6, n_groups=4)
+    res = ridge_cv(X, Y, groups, [10.0], n_folds=4, dtype="float64")
+    ref = RidgeCV(alphas=[10.0], fit_intercept=False, alpha_per_target=True).fit(X, Y)
+    np.testing.assert_allclose(res.coef, ref.coef_.T, rtol=1e-8, atol=1e-10)
+
+
+def test_float32_close_to_float64(rng):
+    X, Y, groups = _problem(rng, 200, 30, 50, n_groups=5)
+    r64 = ridge_cv(X, Y, groups, ALPHAS, n_folds=5, dtype="float64")
+    r32 = ridge_cv(X, Y, groups, ALPHAS, n_folds=5, dtype="float32", chunk_size=16)
+    assert r32.coef.dtype == np.float32
+    np.testing.assert_allclose(r32.cv_scores, r64.cv_scores, atol=1e-4)
+    assert np.mean(r32.best_alpha == r64.best_alpha) > 0.9
+
+
+def test_group_folds_never_split_a_group(rng):
+    groups = rng.integers(0, 7, size=300)
+    folds = group_kfold(groups, 3)
+    assert len(folds) == 3
+    seen = np.concatenate([val for _, val in folds])
+    np.testing.assert_array_equal(np.sort(seen), np.arange(300))
+    for train, val in folds:
+        assert not set(groups[train]) & set(groups[val])
+        assert np.intersect1d(train, val).size == 0
+    # deterministic
+    again = group_kfold(groups, 3)
+    for (t1, v1), (t2, v2) in zip(folds, again, strict=True):
+        np.testing.assert_array_equal(t1, t2)
+        np.testing.assert_array_equal(v1, v2)
+
+
+def test_group_kfold_rejects_too_many_folds():
+    with pytest.raises(ValueError, match=r"n_folds must be an integer in \[2, n_groups = 3\]"):
+        group_kfold(np.repeat([0, 1, 2], 4), 4)
+
+
+def test_constant_and_nan_targets_excluded(rng):
+    X, Y, groups = _problem(rng, 90, 8, 6, n_groups=3)
+    Y[:, 1] = 2.5
+    Y[5, 4] = np.nan
+    res = ridge_cv(X, Y, groups, ALPHAS, n_folds=3, dtype="float64", chunk_size=4)
+    np.testing.assert_array_equal(res.excluded, [1, 4])
+    assert not res.valid[[1, 4]].any()
+    assert np.isnan(res.best_alpha[[1, 4]]).all()
+    assert np.isnan(res.cv_scores[:, [1, 4]]).all()
+    assert (res.coef[:, [1, 4]] == 0).all()
+    # the other targets are fit exactly as without the bad ones
+    keep = [0, 2, 3, 5]
+    ref = ridge_cv(X, Y[:, keep], groups, ALPHAS, n_folds=3, dtype="float64")
+    np.testing.assert_allclose(res.coef[:, keep], ref.coef)
+    np.testing.assert_array_equal(res.best_alpha[keep], ref.best_alpha)
+
+
+def test_input_validation(rng):
+    X, Y, groups = _problem(rng, 30, 4, 2, n_groups=3)
+    with pytest.raises(ValueError, match="same number of samples"):
+        ridge_cv(X, Y[:-1], groups, ALPHAS, n_folds=3)
+    with pytest.raises(ValueError, match="score must be one of"):
+        ridge_cv(X, Y, groups, ALPHAS, n_folds=3, score="mse")
+    with pytest.raises(ValueError, match="positive finite"):
+        ridge_cv(X, Y, groups, [0.0, 1.0], n_folds=3)
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="X holds NaN"):
+        ridge_cv(X, Y, groups, ALPHAS, n_folds=3)
