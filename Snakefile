@@ -5,6 +5,8 @@ Run `snakemake --cores 2` for the default synthetic study, or
 `snakemake --configfile config/studies/ahmadi2024.yaml -n` to preview the paper's sweep.
 """
 
+import os
+
 from snakemake.utils import min_version, validate
 
 from cortexscale.config import check_config
@@ -12,10 +14,12 @@ from cortexscale.config import check_config
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The default study; `--configfile` merges a study's settings over it. Found beside this
+# file so that the workflow runs from any working directory (snakemake --directory DIR).
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
-check_config(config, "the workflow config")
+check_config(config, " + ".join(str(f) for f in workflow.configfiles) or "config")
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

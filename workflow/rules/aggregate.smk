@@ -15,9 +15,8 @@ rule aggregate:
             report(f, caption="../report/scaling_figures.rst", category="Figures")
             for f in SCALING_FIGURES
         ],
-    params:
-        cfg=sections("grid", "subjects", "rois"),
-        figure_dir=f"{RESULTS}/figures",
+    conda:
+        "../envs/cortexscale.yaml"
     log:
         f"{LOGS}/aggregate.log",
     threads: 1
@@ -25,5 +24,5 @@ rule aggregate:
         mem_mb=mem_mb(),
         runtime=runtime(0.5),
     shell:
-        "cortexscale aggregate --sections {params.cfg} --results {RESULTS}"
-        " --out {output.table} --figure-dir {params.figure_dir} 2> {log}"
+        "cortexscale aggregate --encoding {input.encoding} --summaries {input.summaries}"
+        " --out {output.table} --figures {output.figures} 2> {log}"

@@ -2,6 +2,7 @@
 # No stage logic lives here: every rule calls `cortexscale STAGE`.
 
 import json
+import os
 import re
 import shlex
 
@@ -23,7 +24,7 @@ CORPUS = f"{RESULTS}/data/corpus/frames.h5"
 SYNTHETIC_FMRI = config["fmri"]["source"] == "synthetic"
 FMRI_ROOT = f"{RESULTS}/data/fmri" if SYNTHETIC_FMRI else config["fmri"]["root"]
 FMRI_RUNS = f"{FMRI_ROOT}/runs.tsv"
-FMRI_MARKER = f"{RESULTS}/data/fmri_check.json"
+FMRI_MARKER = f"{RESULTS}/checks/fmri.json"
 VQVAE = f"{RESULTS}/tokenizer/vqvae.pt"
 TOKENS = f"{RESULTS}/tokenizer/tokens.h5"
 ENCODING_TABLE = f"{RESULTS}/tables/encoding.tsv"
@@ -68,3 +69,13 @@ def encoding_outputs(ext):
         subject=SUBJECTS,
         roi=ROIS,
     )
+
+
+def parent(name):
+    """A param function giving the folder of the named input or output file."""
+
+    def inner(wildcards, input, output):
+        files = {**dict(input.items()), **dict(output.items())}
+        return os.path.dirname(files[name])
+
+    return inner

@@ -6,6 +6,8 @@ rule corpus:
         CORPUS,
     params:
         cfg=sections("corpus", "grid", "seed"),
+    conda:
+        "../envs/cortexscale.yaml"
     log:
         f"{LOGS}/corpus.log",
     threads: 1
@@ -24,7 +26,9 @@ if SYNTHETIC_FMRI:
             subjects=expand(f"{FMRI_ROOT}/{{subject}}.h5", subject=SUBJECTS),
         params:
             cfg=sections("fmri", "corpus", "subjects", "rois", "seed"),
-            out_dir=FMRI_ROOT,
+            out_dir=parent("runs"),
+        conda:
+            "../envs/cortexscale.yaml"
         log:
             f"{LOGS}/fmri.log",
         threads: 1
@@ -40,12 +44,14 @@ rule fmri_check:
     # a broken dataset stops the study before any model is trained. A user's own
     # (prepared) dataset is a parameter, not an input: its folder lies outside results/.
     input:
-        FMRI_RUNS if SYNTHETIC_FMRI else [],
+        runs=FMRI_RUNS if SYNTHETIC_FMRI else [],
     output:
         FMRI_MARKER,
     params:
         cfg=sections("subjects", "rois"),
-        fmri_root=FMRI_ROOT,
+        fmri_root=parent("runs") if SYNTHETIC_FMRI else FMRI_ROOT,
+    conda:
+        "../envs/cortexscale.yaml"
     log:
         f"{LOGS}/fmri_check.log",
     threads: 1

@@ -11,6 +11,8 @@ rule encode:
     params:
         cfg=sections("encoding"),
         fmri_root=FMRI_ROOT,
+    conda:
+        "../envs/cortexscale.yaml"
     log:
         f"{LOGS}/encoding/{{grid}}/{{subject}}/{{roi}}.log",
     threads: THREADS

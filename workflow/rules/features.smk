@@ -13,6 +13,8 @@ rule features:
         cfg=sections("features"),
         fmri_root=FMRI_ROOT,
         device=DEVICE,
+    conda:
+        "../envs/cortexscale.yaml"
     log:
         f"{LOGS}/features/{{grid}}.log",
     threads: THREADS

@@ -11,8 +11,10 @@ rule pretrain:
         summary=f"{RESULTS}/pretrain/{{grid}}/summary.json",
     params:
         cfg=sections("pretrain", "corpus", "seed"),
-        out_dir=lambda wildcards: f"{RESULTS}/pretrain/{wildcards.grid}",
+        out_dir=parent("model"),
         device=DEVICE,
+    conda:
+        "../envs/cortexscale.yaml"
     log:
         f"{LOGS}/pretrain/{{grid}}.log",
     threads: THREADS

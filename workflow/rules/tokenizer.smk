@@ -11,6 +11,8 @@ rule tokenizer:
     params:
         cfg=sections("tokenizer", "seed"),
         device=DEVICE,
+    conda:
+        "../envs/cortexscale.yaml"
     log:
         f"{LOGS}/tokenizer.log",
     threads: THREADS

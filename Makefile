@@ -1,0 +1,43 @@
+# The whole set-up of cortexscale is these two targets (see README.md):
+#   make run    creates .venv, installs, runs the default study through Snakemake
+#   make test   creates .venv, installs with the test extras, runs the test suite
+#
+# TORCH pins the CPU wheel that needs no GPU; set TORCH=torch on a GPU machine to let pip
+# choose, or install your site's build into .venv before `make run`.
+
+PYTHON ?= python3
+VENV   ?= .venv
+CORES  ?= $(shell nproc 2>/dev/null || echo 2)
+TORCH  ?= torch==2.13.0
+SNAKEMAKE_ARGS ?=
+
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint dryrun clean-results
+
+$(STAMP): pyproject.toml
+	@echo ">> creating $(VENV) and installing cortexscale (a few minutes the first time)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)" -e ".[test]"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	@echo ">> running the default study (config/config.yaml) with $(CORES) cores"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+	@echo ">> results: results/tables/encoding.tsv, results/figures/"
+
+test: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --lint
+
+dryrun: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/dryrun.py
+
+clean-results:
+	rm -rf results/data results/tokenizer results/pretrain results/features \
+	  results/encoding results/tables results/figures logs .snakemake

@@ -1,0 +1,69 @@
+"""The workflow's DAG: each rule runs exactly as many jobs as the grid implies."""
+
+import re
+
+import pytest
+import yaml
+from wfutils import REPO, load_default_config, run_snakemake, tiny_config, write_yaml
+
+from cortexscale.config import check_config, merge
+from cortexscale.grid import expand
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a Snakemake dry run."""
+    table = output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def expected_counts(cfg: dict) -> dict[str, int]:
+    n_points = len(expand(cfg["grid"]))
+    out = {
+        "corpus": 1,
+        "fmri_check": 1,
+        "tokenizer": 1,
+        "pretrain": n_points,
+        "features": n_points,
+        "encode": n_points * len(cfg["subjects"]) * len(cfg["rois"]),
+        "aggregate": 1,
+        "all": 1,
+    }
+    if cfg["fmri"]["source"] == "synthetic":
+        out["fmri_synthetic"] = 1
+    out["total"] = sum(out.values())
+    return out
+
+
+def dry_run(tmp_path, configfile):
+    proc = run_snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", str(configfile))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return job_counts(proc.stdout + proc.stderr)
+
+
+def test_paper_sweep_job_counts(tmp_path):
+    study = REPO / "config" / "studies" / "ahmadi2024.yaml"
+    cfg = check_config(merge(load_default_config(), yaml.safe_load(study.read_text())))
+    counts = dry_run(tmp_path, study)
+    assert counts == expected_counts(cfg)
+    # 4 data sizes x 9 model configs x 2 precisions; 4 subjects x 4 ROIs
+    assert counts["pretrain"] == 72 and counts["encode"] == 1152
+
+
+@pytest.mark.parametrize("mode", ["one_at_a_time", "product"])
+def test_default_study_job_counts(tmp_path, mode):
+    cfg = load_default_config()
+    cfg["grid"]["mode"] = mode
+    path = write_yaml(tmp_path / "study.yaml", cfg)
+    assert dry_run(tmp_path, path) == expected_counts(check_config(cfg))
+
+
+def test_tiny_study_job_counts(tmp_path):
+    cfg = tiny_config()
+    path = write_yaml(tmp_path / "tiny.yaml", cfg)
+    assert dry_run(tmp_path, path) == expected_counts(check_config(cfg))
