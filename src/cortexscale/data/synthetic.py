@@ -481,6 +481,7 @@ def write_synthetic_fmri(
     if not subjects or not rois:
         raise ValueError(f"need at least one subject and one ROI, got {subjects} and {rois}")
     out_dir = Path(out_dir)
+    parcels = _parcel_table(int(cfg["n_parcels"]), list(rois))  # validates before any work
     tr, n_tr, n_runs = float(cfg["tr"]), int(cfg["trs_per_run"]), int(cfg["n_runs"])
     n_test = int(cfg["repeated_runs"])
     n_frames = math.ceil(n_tr * tr * fps)
@@ -498,7 +499,6 @@ def write_synthetic_fmri(
             for f in LATENT_NAMES}
         for s, lat in latents.items()
     }
-    parcels = _parcel_table(int(cfg["n_parcels"]), list(rois))
     runs = _run_table(list(subjects), stimuli, n_test, n_tr)
     write_tsv(out_dir / "parcels.tsv", parcels)
     for k, subject in enumerate(subjects):
