@@ -3,6 +3,7 @@ import sys
 
 import pytest
 import yaml
+from wfutils import REPO, load_default_config, run_snakemake, tool_env, write_yaml
 
 from cortexscale.config import (
     ConfigError,
@@ -11,8 +12,6 @@ from cortexscale.config import (
     merge,
     validate_sections,
 )
-
-from wfutils import REPO, load_default_config, run_snakemake, tool_env, write_yaml
 
 
 def test_default_config_is_valid():

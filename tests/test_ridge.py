@@ -11,11 +11,6 @@ from cortexscale.encoding.ridge import group_kfold, ridge_cv, ridge_predict
 ALPHAS = np.logspace(-2, 4, 13)
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)
-
-
 def _problem(rng, n, p, v, n_groups, noise=1.0):
     X = rng.standard_normal((n, p))
     W = rng.standard_normal((p, v)) * rng.uniform(0, 1, size=v)
@@ -40,7 +35,9 @@ def _brute_force(X, Y, groups, alphas, n_folds, score):
 
 
 @pytest.mark.parametrize("score", ["pearson", "r2"])
-@pytest.mark.parametrize("shape", [(120, 15, 40), (60, 150, 40)], ids=["p<n", "p>n"])
+@pytest.mark.parametrize(
+    "shape", [(120, 15, 40), (60, 50, 40), (60, 150, 40)], ids=["p<n", "n_train<p<n", "p>n"]
+)
 def test_alphas_match_brute_force(rng, shape, score):
     n, p, v = shape
     X, Y, groups = _problem(rng, n, p, v, n_groups=6)

@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         args.func(args)
-    except (ConfigError, FileNotFoundError, KeyError, ValueError, OSError) as exc:
+    except (ConfigError, FileNotFoundError, KeyError, ValueError, OSError, NotImplementedError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"cortexscale {args.stage}: error: {message}", file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ that is not a multiple of the head count (6 or 30 with 4 heads, as in the paper)
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -195,7 +195,7 @@ class GPT(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path: Any, map_location: Any = "cpu") -> GPT:
-        """Rebuild a model from a ``model.pt`` written by pretraining.
+        """Rebuild a model from a ``model.pt`` written by pretraining, in eval mode.
 
         Parameters
         ----------
@@ -207,9 +207,16 @@ class GPT(nn.Module):
         for key in ("model_args", "model"):
             if key not in ckpt:
                 raise KeyError(f"{path}: checkpoint has no {key!r}; found keys {sorted(ckpt)}")
-        model = cls(GPTConfig(**ckpt["model_args"]))
+        args = dict(ckpt["model_args"])
+        known = {f.name for f in fields(GPTConfig)}
+        unknown = sorted(set(args) - known)
+        if unknown:
+            raise ValueError(
+                f"{path}: unknown model_args {unknown}; expected a subset of {sorted(known)}"
+            )
+        model = cls(GPTConfig(**args))
         model.load_state_dict(ckpt["model"])
-        return model
+        return model.to(map_location).eval()
 
     def _pos(self) -> torch.Tensor:
         t, h, w = self.config.shape

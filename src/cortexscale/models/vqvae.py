@@ -200,7 +200,7 @@ class Encoder(nn.Module):
             ch = cfg.hidden
         layers.append(nn.Conv3d(ch, cfg.hidden, 3, padding=1))
         layers += [ResBlock(cfg.hidden, cfg.attention) for _ in range(cfg.n_res_layers)]
-        layers += [_norm(cfg.hidden), nn.ReLU()]
+        layers.append(nn.ReLU())  # no norm on the main path: it would erase per-clip means
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -212,7 +212,7 @@ class Decoder(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [ResBlock(cfg.hidden, cfg.attention)
                                    for _ in range(cfg.n_res_layers)]
-        layers += [_norm(cfg.hidden), nn.ReLU()]
+        layers.append(nn.ReLU())
         strides = _n_halvings(cfg.downsample)[::-1]
         if not strides:  # no downsampling at all: one plain conv to the output channels
             layers.append(nn.Conv3d(cfg.hidden, cfg.in_channels, 3, padding=1))
@@ -340,6 +340,26 @@ class VQVAE(nn.Module):
                                     config.ema_decay, config.restart_threshold)
         self.post_quant = nn.Conv3d(config.embedding_dim, config.hidden, 1)
         self.decoder = Decoder(config)
+        self.apply(self._init_weights)
+        for m in self.modules():  # residual branches start as the identity
+            if isinstance(m, ResBlock):
+                nn.init.zeros_(m.net[-1].weight)
+            elif isinstance(m, AxialAttention):
+                nn.init.zeros_(m.proj.weight)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        # He init: PyTorch's default shrinks the signal through the ReLU stack and the
+        # autoencoder then learns several times slower.
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu", mode="fan_in")
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.ConvTranspose3d):
+            # each output sums in_ch * prod(k / stride) weights (weight: (in, out, *k))
+            fan_in = m.in_channels * math.prod(k / s for k, s in zip(m.kernel_size, m.stride,
+                                                                      strict=True))
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_in))
+            nn.init.zeros_(m.bias)
 
     # ---------------------------------------------------------------- input handling
     @staticmethod

@@ -18,6 +18,9 @@ Choices worth knowing:
   in its source (same source, ``start_frame`` one clip earlier), looked up in the whole
   corpus; a clip without one (a source's first clip) gets an empty condition (codes ``-1``,
   see :class:`cortexscale.models.gpt.GPT`).
+- **Memory.** The codes of the whole corpus are held on the device as int16 (the paper's 6M
+  frames: about 94k clips x 256 tokens, 48 MB); batches are gathered there, with no
+  host-to-device copy per step.
 - **Precision.** ``fp32``; ``bf16``/``fp16`` autocast (:func:`~cortexscale.train.common.
   autocast_context`), with a gradient scaler that is a no-op unless fp16 on CUDA.
 """
@@ -233,17 +236,17 @@ class ClipStream:
 
 
 def _batch(
-    codes: torch.Tensor, prev: torch.Tensor, idx: np.ndarray, conditioned: bool, device: torch.device
+    codes: torch.Tensor, prev: torch.Tensor, idx: np.ndarray, conditioned: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Gather clips ``idx`` (and their conditions) as int64 on ``device``."""
-    i = torch.from_numpy(idx)
-    x = codes[i].long().to(device, non_blocking=True)  # (B, t, h, w)
+    """Gather clips ``idx`` (and their conditions) as int64, on the device of ``codes``."""
+    i = torch.from_numpy(idx).to(codes.device)  # (B,)
+    x = codes[i].long()  # (B, t, h, w)
     if not conditioned:
         return x, None
     p = prev[i]  # (B,)
     c = codes[p.clamp(min=0)].long()  # (B, t, h, w)
     c[p < 0] = -1  # no preceding clip: empty condition
-    return x, c.to(device, non_blocking=True)
+    return x, c
 
 
 @torch.no_grad()
@@ -262,13 +265,24 @@ def evaluate(
     total, n = 0.0, 0
     for s in range(0, val.size, batch_size):
         idx = val[s : s + batch_size]
-        x, c = _batch(codes, prev, idx, conditioned, device)
+        x, c = _batch(codes, prev, idx, conditioned)
         with autocast_context(precision, device):
             _, loss = model(x, c)
         total += float(loss) * idx.size
         n += idx.size
     model.train()
     return total / n
+
+
+def _native_cpu_half(precision: str) -> bool:
+    """Whether oneDNN has native CPU kernels for ``bf16``/``fp16`` (AVX512-BF16, AMX...)."""
+    try:
+        ops = torch.ops.mkldnn
+        check = ops._is_mkldnn_bf16_supported if precision == "bf16" \
+            else ops._is_mkldnn_fp16_supported
+        return bool(check())
+    except (AttributeError, RuntimeError):  # private API: assume the best if it moved
+        return True
 
 
 def _optimizer(model: GPT, cfg: dict[str, Any], device: torch.device) -> torch.optim.AdamW:
@@ -340,7 +354,8 @@ def pretrain(
     codes_np, codebook_size, prev_np = _read_corpus(tokens_h5, frames_h5)
     subset = read_subset(frames_h5, point.data_size, order)
     train_idx, val_idx, val_from = split_clips(frames_h5, subset, order, cfg["eval_clips"])
-    codes, prev = torch.from_numpy(codes_np), torch.from_numpy(prev_np)
+    codes = torch.from_numpy(codes_np).to(dev)  # (n_clips, t, h, w) int16, on the device
+    prev = torch.from_numpy(prev_np).to(dev)  # (n_clips,)
 
     mcfg = GPTConfig(
         vocab_size=codebook_size,
@@ -369,6 +384,12 @@ def pretrain(
     val_loss = float("nan")
     loss_sum, loss_n, tok_since, train_time = torch.zeros((), device=dev), 0, 0, 0.0
     reset_peak_memory(dev)
+    if point.precision != "fp32" and dev.type == "cpu" and not _native_cpu_half(point.precision):
+        print(
+            f"[pretrain {name}] note: this CPU has no native {point.precision} matmuls; "
+            "autocast emulates them and runs slower than fp32",
+            file=sys.stderr,
+        )
     print(
         f"[pretrain {name}] {count_params(model):,} params (no emb), {train_idx.size} train "
         f"clips, {val_idx.size} val clips ({val_from}), {steps} steps on {dev}",
@@ -379,7 +400,7 @@ def pretrain(
     tick = time.perf_counter()
     for step in range(steps):
         for _ in range(accum):
-            x, c = _batch(codes, prev, stream.next(micro), mcfg.conditioned, dev)
+            x, c = _batch(codes, prev, stream.next(micro), mcfg.conditioned)
             with autocast_context(point.precision, dev):
                 _, loss = fwd(x, c)
             scaler.scale(loss / accum).backward()
@@ -417,9 +438,10 @@ def pretrain(
             row["val_loss"] = val_loss
         rows.append(row)
         if done % report_every == 0 or done == steps:
+            val = f"{val_loss:.4f}" if math.isfinite(val_loss) else "-"
             print(
                 f"[pretrain {name}] step {done}/{steps} train_loss {row['train_loss']:.4f} "
-                f"val_loss {val_loss:.4f} lr {lr:.2e} {row['tokens_per_s']:,.0f} tok/s",
+                f"val_loss {val} lr {lr:.2e} {row['tokens_per_s']:,.0f} tok/s",
                 file=sys.stderr,
             )
         loss_sum.zero_()

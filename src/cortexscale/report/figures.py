@@ -1,0 +1,89 @@
+"""Scaling figures of the study's tidy table (matplotlib Agg + seaborn)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+
+from cortexscale.io.atomic import atomic_path  # noqa: E402
+
+__all__ = ["plot_params", "plot_scaling", "save_figure"]
+
+_NEEDED = ("data_size", "hidden", "layers", "heads", "precision", "roi", "mean_r", "n_params")
+
+
+def _check(table: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in _NEEDED if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks column(s) {missing}; expected at least {list(_NEEDED)}")
+    if table.empty:
+        raise ValueError("table is empty; nothing to plot")
+    out = table.copy()
+    out["model"] = [f"h{h} l{n} a{a}" for h, n, a in
+                    zip(out["hidden"], out["layers"], out["heads"], strict=True)]
+    return out
+
+
+def save_figure(fig: plt.Figure, out_png: str | os.PathLike) -> None:
+    """Save ``fig`` as PNG at ``out_png`` and as SVG beside it, atomically; close it."""
+    out_png = Path(out_png)
+    try:
+        for path, fmt in ((out_png, "png"), (out_png.with_suffix(".svg"), "svg")):
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+def _facets(
+    data: pd.DataFrame, x: str, hue: str, xlabel: str, hue_order: list | None = None
+) -> sns.FacetGrid:
+    n_roi = data["roi"].nunique()
+    g = sns.relplot(
+        data=data, x=x, y="mean_r", hue=hue, hue_order=hue_order, style="precision", col="roi",
+        col_wrap=min(n_roi, 4), kind="line", markers=True, dashes=True,
+        errorbar="se", height=3.0, aspect=1.1, facet_kws={"sharey": False},
+    )
+    g.set(xscale="log")
+    for ax in g.axes.flat:
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        if x == "data_size":  # few values: label each one in plain numbers
+            ax.set_xticks(sorted(data[x].unique()))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    g.set_axis_labels(xlabel, "mean test r (over parcels)")
+    g.set_titles(col_template="{col_name}")
+    return g
+
+
+def plot_scaling(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
+    """Mean r against pretraining data size (log x): one line per model configuration
+    (hidden/layers/heads) and precision, one panel per ROI; mean +- s.e. over subjects.
+
+    Writes ``out_png`` and the SVG beside it.
+    """
+    data = _check(table)
+    g = _facets(data, "data_size", "model", "pretraining data size (frames)")
+    save_figure(g.figure, out_png)
+
+
+def plot_params(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
+    """Mean r against parameter count (log x): one line per data size and precision, one
+    panel per ROI; mean +- s.e. over subjects.
+
+    Writes ``out_png`` and the SVG beside it.
+    """
+    data = _check(table)
+    data["data size"] = data["data_size"].astype(str)
+    order = [str(d) for d in sorted(data["data_size"].unique())]
+    g = _facets(data.sort_values("n_params", kind="stable"), "n_params", "data size",
+                "parameters", hue_order=order)
+    save_figure(g.figure, out_png)

@@ -1,0 +1,133 @@
+"""The study's tidy table: one row per grid point x subject x ROI (``docs/formats.md``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cortexscale.grid import parse_name
+from cortexscale.io.atomic import write_tsv
+
+__all__ = ["TABLE_COLUMNS", "aggregate", "collect"]
+
+GRID_COLUMNS = ("grid", "data_size", "hidden", "layers", "heads", "precision")
+ENCODING_KEYS = ("subject", "roi", "n_parcels", "mean_r", "median_r", "max_r")
+SUMMARY_KEYS = ("n_params", "train_flops", "final_val_loss")
+TABLE_COLUMNS = GRID_COLUMNS + ENCODING_KEYS + SUMMARY_KEYS
+SORT_KEYS = ["data_size", "hidden", "layers", "heads", "precision", "subject", "roi"]
+FIGURE_NAMES = ("scaling_data_size.png", "scaling_params.png")
+
+
+def _read_json(path: Path, keys: Iterable[str], what: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} {path} is not valid JSON: {exc}") from None
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise ValueError(f"{what} {path} lacks key(s) {missing}; expected {list(keys)}")
+    return obj
+
+
+def _summary_paths(summaries: Mapping[str, Any] | Sequence[Any]) -> dict[str, Path]:
+    """Grid name -> summary path; a plain list is keyed by each summary's ``grid`` field."""
+    if isinstance(summaries, Mapping):
+        return {str(g): Path(p) for g, p in summaries.items()}
+    out = {}
+    for p in summaries:
+        out[str(_read_json(Path(p), ["grid"], "pretraining summary")["grid"])] = Path(p)
+    return out
+
+
+def collect(
+    encoding_jsons: Sequence[str | os.PathLike],
+    pretrain_summaries: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike],
+) -> pd.DataFrame:
+    """Collect encoding sidecars and pretraining summaries into the tidy table.
+
+    Parameters
+    ----------
+    encoding_jsons : sequence of path-like
+        ``results/encoding/{grid}/{subject}/{roi}.json`` sidecars.
+    pretrain_summaries : mapping grid -> path-like, or sequence of path-like
+        ``results/pretrain/{grid}/summary.json`` of every grid point in the sidecars.
+
+    Returns
+    -------
+    table : DataFrame
+        Columns ``TABLE_COLUMNS`` (``docs/formats.md``, "Tables"), one row per
+        grid point x subject x ROI, sorted stably by grid parameters, subject and ROI.
+    """
+    summaries = _summary_paths(pretrain_summaries)
+    cache: dict[str, dict[str, Any]] = {}
+    rows = []
+    for path in map(Path, encoding_jsons):
+        enc = _read_json(path, ("grid",) + ENCODING_KEYS, "encoding sidecar")
+        grid = str(enc["grid"])
+        point = parse_name(grid)
+        if grid not in summaries:
+            raise KeyError(
+                f"encoding sidecar {path} is for grid point {grid!r}, which has no pretraining "
+                f"summary; summaries given for {sorted(summaries)}"
+            )
+        if grid not in cache:
+            cache[grid] = _read_json(summaries[grid], SUMMARY_KEYS, "pretraining summary")
+        rows.append({
+            **point.as_dict(),
+            **{k: enc[k] for k in ENCODING_KEYS},
+            **{k: cache[grid][k] for k in SUMMARY_KEYS},
+        })
+    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    dup = table.duplicated(["grid", "subject", "roi"])
+    if dup.any():
+        first = table.loc[dup, ["grid", "subject", "roi"]].iloc[0].tolist()
+        raise ValueError(f"encoding sidecars repeat (grid, subject, roi) = {first}")
+    for col in ("mean_r", "median_r", "max_r", "final_val_loss"):
+        table[col] = pd.to_numeric(table[col]).astype(float)
+    return table.sort_values(SORT_KEYS, kind="stable").reset_index(drop=True)
+
+
+def aggregate(
+    encoding_jsons: Sequence[str | os.PathLike],
+    summaries: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike],
+    out_tsv: str | os.PathLike,
+    figure_dir: str | os.PathLike | Sequence[str | os.PathLike],
+) -> pd.DataFrame:
+    """Write the tidy table and the scaling figures.
+
+    Parameters
+    ----------
+    encoding_jsons, summaries
+        As for :func:`collect`.
+    out_tsv : path-like
+        ``results/tables/encoding.tsv`` (written atomically).
+    figure_dir : path-like or sequence of two path-likes
+        A folder that receives ``scaling_data_size.png`` and ``scaling_params.png``
+        (with SVG copies), or the two PNG paths themselves, in that order.
+
+    Returns
+    -------
+    table : DataFrame
+    """
+    from cortexscale.report.figures import plot_params, plot_scaling
+
+    table = collect(encoding_jsons, summaries)
+    write_tsv(out_tsv, table)
+    if isinstance(figure_dir, str | os.PathLike):
+        paths = [Path(figure_dir) / name for name in FIGURE_NAMES]
+    else:
+        paths = [Path(p) for p in figure_dir]
+        if len(paths) != 2:
+            raise ValueError(
+                f"figure paths must be 2 (data-size scaling, parameter scaling), got {paths}"
+            )
+    plot_scaling(table, paths[0])
+    plot_params(table, paths[1])
+    return table

@@ -1,0 +1,43 @@
+"""The whole workflow, run by Snakemake on a tiny synthetic study."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from wfutils import run_snakemake, tiny_config, write_yaml
+
+from cortexscale.config import check_config
+from cortexscale.grid import expand
+
+COLUMNS = [
+    "grid", "data_size", "hidden", "layers", "heads", "precision", "subject", "roi",
+    "n_parcels", "mean_r", "median_r", "max_r", "n_params", "train_flops", "final_val_loss",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_tiny_study_end_to_end(tmp_path):
+    cfg = tiny_config()
+    path = write_yaml(tmp_path / "tiny.yaml", cfg)
+    proc = run_snakemake(tmp_path, "--cores", "2", "--configfile", str(path), timeout=280)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+
+    table = pd.read_csv(tmp_path / "results" / "tables" / "encoding.tsv", sep="\t")
+    full = check_config(cfg)
+    points = expand(full["grid"])
+    assert list(table.columns[: len(COLUMNS)]) == COLUMNS
+    assert len(table) == len(points) * len(full["subjects"]) * len(full["rois"])
+    assert set(table["grid"]) == {p.name for p in points}
+    for col in ("mean_r", "median_r", "max_r"):
+        r = table[col].to_numpy()
+        assert np.isfinite(r).all() and (np.abs(r) <= 1).all(), col
+    assert (table["n_params"] > 0).all() and (table["train_flops"] > 0).all()
+    for fig in ("scaling_data_size.png", "scaling_params.png"):
+        png = tmp_path / "results" / "figures" / fig
+        assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    # every stage left its log
+    assert (tmp_path / "logs" / "tokenizer.log").is_file()
+
+    again = run_snakemake(tmp_path, "--cores", "2", "--configfile", str(path))
+    assert again.returncode == 0
+    assert "Nothing to be done" in again.stdout + again.stderr

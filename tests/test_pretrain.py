@@ -1,0 +1,197 @@
+"""Pretraining end to end on a tiny corpus of cached codes (fp32 and bf16)."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cortexscale.grid import GridPoint
+from cortexscale.models.gpt import GPT
+from cortexscale.train.pretrain import LOG_COLUMNS, ClipStream, lr_at, pretrain
+
+SUMMARY_KEYS = {
+    "grid", "data_size", "hidden", "layers", "heads", "precision", "n_params",
+    "n_params_no_emb", "flops_per_token", "train_flops", "tokens_seen", "wall_time_s",
+    "final_val_loss", "steps", "cortexscale_version", "config_hash", "seed",
+}
+CLIP_LEN, N_SOURCES, PER_SOURCE, VOCAB = 4, 2, 12, 8
+CFG = {
+    "steps": 30,
+    "batch_size": 4,
+    "grad_accum": 2,
+    "lr": 0.01,
+    "min_lr": 0.001,
+    "warmup_steps": 3,
+    "weight_decay": 0.01,
+    "dropout": 0.0,
+    "eval_every": 10,
+    "eval_clips": 4,
+    "compile": False,
+    "conditioned": False,
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)  # pretrain() sets the thread count
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """frames.h5 (2 sources x 12 clips of 4 frames) and tokens.h5 with a learnable pattern.
+
+    Data sizes 32 and 64 frames hold 8 and 16 clips, so 8 clips lie outside every subset.
+    """
+    n = N_SOURCES * PER_SOURCE
+    source = np.repeat(np.arange(N_SOURCES), PER_SOURCE).astype(np.int32)
+    start = np.tile(np.arange(PER_SOURCE) * CLIP_LEN, N_SOURCES).astype(np.int64)
+    frames = tmp_path / "frames.h5"
+    with h5py.File(frames, "w") as f:
+        f.create_dataset("clips", data=np.zeros((n, CLIP_LEN, 8, 8, 3), np.uint8))
+        f["source"], f["start_frame"] = source, start
+        f.create_dataset("sources", data=["a", "b"], dtype=h5py.string_dtype())
+        order = np.arange(n).reshape(N_SOURCES, PER_SOURCE).T.ravel()  # round robin
+        for size in (32, 64):
+            k = size // CLIP_LEN
+            f[f"subsets/corpus/{size}"] = np.arange(k, dtype=np.int64)
+            f[f"subsets/stratified/{size}"] = order[:k].astype(np.int64)
+        f.attrs.update(clip_len=CLIP_LEN, height=8, width=8, fps=15, time_stride=1,
+                       data_sizes=np.array([32, 64]))
+    # each clip: a ramp (t, h, w) of 8 tokens shifted by a per-clip offset
+    rng = np.random.default_rng(0)
+    offset = rng.integers(0, VOCAB, n)
+    codes = (offset[:, None] + np.arange(8)[None]) % VOCAB
+    tokens = tmp_path / "tokens.h5"
+    with h5py.File(tokens, "w") as f:
+        f["codes"] = codes.reshape(n, 2, 2, 2).astype(np.int16)
+        f.attrs["codebook_size"] = VOCAB
+        f.attrs["downsample"] = np.array([2, 4, 4])
+    return tokens, frames
+
+
+@pytest.mark.parametrize(
+    ("precision", "conditioned", "order"),
+    [("fp32", False, "corpus"), ("bf16", False, "stratified"), ("fp32", True, "corpus")],
+)
+def test_pretrain_end_to_end(corpus, tmp_path, precision, conditioned, order):
+    tokens, frames = corpus
+    point = GridPoint(64, 16, 2, 2, precision)
+    out = tmp_path / point.name
+    summary = pretrain(
+        tokens, frames, point, order, {**CFG, "conditioned": conditioned}, out, seed=1
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["log.tsv", "model.pt", "summary.json"]
+
+    log = pd.read_csv(out / "log.tsv", sep="\t")
+    assert tuple(log.columns) == LOG_COLUMNS
+    assert log["step"].iloc[-1] == CFG["steps"]
+    assert log["tokens_seen"].iloc[-1] == CFG["steps"] * CFG["batch_size"] * 8
+    evals = log.dropna(subset=["val_loss"])
+    assert evals["step"].tolist() == [10, 20, 30]
+    assert log["val_loss"].isna().sum() == len(log) - 3  # empty where not evaluated
+    assert (log["tokens_per_s"] > 0).all() and (log["peak_mem_mb"] > 0).all()
+    assert log["lr"].iloc[0] == pytest.approx(CFG["lr"] / CFG["warmup_steps"])
+    assert log["train_loss"].iloc[-1] < 0.7 * log["train_loss"].iloc[0]
+
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(on_disk)
+    assert on_disk["grid"] == point.name and on_disk["precision"] == precision
+    assert on_disk["final_val_loss"] == pytest.approx(evals["val_loss"].iloc[-1])
+    assert on_disk["n_params"] > on_disk["n_params_no_emb"] > 0
+    ctx = 2 if conditioned else 1
+    assert on_disk["train_flops"] == on_disk["flops_per_token"] * on_disk["tokens_seen"] * ctx
+    assert on_disk["val_from"] == "outside_all_subsets"
+    assert on_disk["train_clips"] == 16
+    assert summary["grid"] == on_disk["grid"]
+
+    ckpt = torch.load(out / "model.pt", weights_only=True)
+    for key in ("model_args", "model", "optimizer", "scheduler", "scaler", "rng", "step",
+                "data_position"):
+        assert key in ckpt
+    assert ckpt["step"] == CFG["steps"]
+    assert ckpt["data_position"] == CFG["steps"] * CFG["batch_size"]
+    model = GPT.from_checkpoint(out / "model.pt").eval()
+    assert model.config.conditioned is conditioned
+    codes = torch.from_numpy(h5py.File(tokens)["codes"][:4]).long()
+    _, loss = model(codes, codes if conditioned else None)
+    assert torch.isfinite(loss)
+
+
+def test_pretrain_is_reproducible(corpus, tmp_path):
+    tokens, frames = corpus
+    point = GridPoint(32, 8, 1, 2, "fp32")
+    cfg = {**CFG, "steps": 6, "eval_every": 3}
+    a = pretrain(tokens, frames, point, "corpus", cfg, tmp_path / "a", seed=3)
+    b = pretrain(tokens, frames, point, "corpus", cfg, tmp_path / "b", seed=3)
+    assert a["final_val_loss"] == b["final_val_loss"]
+    ta = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["model"]
+    tb = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def test_validation_from_subset_end_when_no_spare_clips(corpus, tmp_path):
+    tokens, frames = corpus
+    with h5py.File(frames, "a") as f:  # a largest subset that covers the whole corpus
+        f["subsets/corpus/96"] = np.arange(24, dtype=np.int64)
+        f.attrs["data_sizes"] = np.array([32, 64, 96])
+    cfg = {**CFG, "steps": 2, "eval_every": 1}
+    s = pretrain(tokens, frames, GridPoint(64, 8, 1, 1, "fp32"), "corpus", cfg,
+                 tmp_path / "o", seed=0)
+    assert (s["val_from"], s["train_clips"]) == ("outside_subset", 16)
+    s = pretrain(tokens, frames, GridPoint(96, 8, 1, 1, "fp32"), "corpus", cfg,
+                 tmp_path / "e", seed=0)
+    assert (s["val_from"], s["train_clips"], s["val_clips"]) == ("subset_end", 20, 4)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"steps": None}, r"missing keys \['steps'\]"),
+        ({"bogus": 1}, r"unknown keys \['bogus'\]"),
+        ({"lr": "1e-3"}, r"pretrain.lr: expected int or float, found '1e-3'"),
+        ({"compile": 1}, r"pretrain.compile: expected bool, found 1"),
+        ({"grad_accum": 3}, r"batch_size \(4\) must be a multiple of pretrain.grad_accum \(3\)"),
+        ({"min_lr": 0.1}, r"pretrain.min_lr: expected 0 < min_lr <= lr"),
+        ({"eval_clips": 0}, r"pretrain.eval_clips: expected an int >= 1, found 0"),
+    ],
+)
+def test_bad_config_is_rejected(corpus, tmp_path, change, match):
+    tokens, frames = corpus
+    cfg = {**CFG, **change}
+    cfg = {k: v for k, v in cfg.items() if v is not None}
+    with pytest.raises(ValueError, match=match):
+        pretrain(tokens, frames, GridPoint(32, 8, 1, 1, "fp32"), "corpus", cfg, tmp_path, 0)
+    assert not (tmp_path / "model.pt").exists()
+
+
+def test_bad_inputs_are_rejected(corpus, tmp_path):
+    tokens, frames = corpus
+    point = GridPoint(32, 8, 1, 1, "fp32")
+    with pytest.raises(ValueError, match="order: expected one of"):
+        pretrain(tokens, frames, point, "random", CFG, tmp_path, 0)
+    with pytest.raises(KeyError, match="subsets/corpus/48"):
+        pretrain(tokens, frames, GridPoint(48, 8, 1, 1, "fp32"), "corpus", CFG, tmp_path, 0)
+    with h5py.File(tokens, "a") as f:
+        f["codes"][0, 0, 0, 0] = VOCAB
+    with pytest.raises(ValueError, match=r"tokens.h5/codes: expected values in \[0, 8\)"):
+        pretrain(tokens, frames, point, "corpus", CFG, tmp_path, 0)
+
+
+def test_lr_schedule_and_stream():
+    cfg = {**CFG, "steps": 100, "warmup_steps": 10}
+    assert lr_at(9, cfg) == pytest.approx(CFG["lr"])
+    assert lr_at(10, cfg) == pytest.approx(CFG["lr"])
+    assert lr_at(100, cfg) == pytest.approx(CFG["min_lr"])
+    assert lr_at(10, cfg) > lr_at(50, cfg) > lr_at(99, cfg) > CFG["min_lr"]
+    clips = np.arange(10, 17)
+    full = ClipStream(clips, seed=5).next(20)
+    assert sorted(full[:7]) == clips.tolist() and sorted(full[7:14]) == clips.tolist()
+    resumed = ClipStream(clips, seed=5, position=9).next(11)
+    np.testing.assert_array_equal(resumed, full[9:])
