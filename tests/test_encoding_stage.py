@@ -114,10 +114,10 @@ def test_constant_parcel_is_excluded(tmp_path, rng):
 
 
 def test_config_is_checked():
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['backend'\]"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) 'backend' in 'encoding'"):
         check_encoding_config({**CFG, "backend": "torch"})
-    with pytest.raises(ValueError, match="encoding.score must be one of"):
+    with pytest.raises(ValueError, match="'encoding.score' must be one of"):
         check_encoding_config({**CFG, "score": "mse"})
-    with pytest.raises(ValueError, match="encoding.delays"):
+    with pytest.raises(ValueError, match=r"'encoding.delays': \[1, 1\] has non-unique elements"):
         check_encoding_config({**CFG, "delays": [1, 1]})
     assert check_encoding_config({})["cv_folds"] == 3

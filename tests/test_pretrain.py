@@ -153,13 +153,13 @@ def test_validation_from_subset_end_when_no_spare_clips(corpus, tmp_path):
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        ({"steps": None}, r"missing keys \['steps'\]"),
-        ({"bogus": 1}, r"unknown keys \['bogus'\]"),
-        ({"lr": "1e-3"}, r"pretrain.lr: expected int or float, found '1e-3'"),
-        ({"compile": 1}, r"pretrain.compile: expected bool, found 1"),
+        ({"steps": 0}, r"'pretrain.steps' must satisfy minimum 1; given 0"),
+        ({"bogus": 1}, r"unknown key\(s\) 'bogus' in 'pretrain'"),
+        ({"lr": "1e-3"}, r"'pretrain.lr' must be of type number; given \"1e-3\""),
+        ({"compile": 1}, r"'pretrain.compile' must be of type boolean; given 1"),
         ({"grad_accum": 3}, r"batch_size \(4\) must be a multiple of pretrain.grad_accum \(3\)"),
         ({"min_lr": 0.1}, r"pretrain.min_lr: expected 0 < min_lr <= lr"),
-        ({"eval_clips": 0}, r"pretrain.eval_clips: expected an int >= 1, found 0"),
+        ({"eval_clips": 0}, r"'pretrain.eval_clips' must satisfy minimum 1; given 0"),
     ],
 )
 def test_bad_config_is_rejected(corpus, tmp_path, change, match):
@@ -169,6 +169,13 @@ def test_bad_config_is_rejected(corpus, tmp_path, change, match):
     with pytest.raises(ValueError, match=match):
         pretrain(tokens, frames, GridPoint(32, 8, 1, 1, "fp32"), "corpus", cfg, tmp_path, 0)
     assert not (tmp_path / "model.pt").exists()
+
+
+def test_missing_keys_take_the_schema_defaults():
+    from cortexscale.train.pretrain import check_cfg
+
+    cfg = check_cfg({k: v for k, v in CFG.items() if k != "steps"})
+    assert cfg["steps"] == 200
 
 
 def test_bad_inputs_are_rejected(corpus, tmp_path):

@@ -255,6 +255,19 @@ def validate_sections(sections: dict[str, Any], source: str = "sections") -> dic
     return _validate_with(sub_schema, sections, source)
 
 
+def section(name: str, cfg: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate one top-level section (e.g. ``pretrain``) and return it with defaults.
+
+    Every stage checks its settings with this, against the same schema as the workflow.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key, what is allowed and what was given.
+    """
+    return validate_sections({name: {} if cfg is None else cfg}, f"config section {name!r}")[name]
+
+
 def _validate_with(schema: dict[str, Any], cfg: dict[str, Any], source: str) -> dict[str, Any]:
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))

@@ -18,23 +18,16 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from cortexscale.config import section
 from cortexscale.data.fmri import FmriDataset
 from cortexscale.encoding.delays import make_delays, zscore_per_run
 from cortexscale.encoding.metrics import pearson_r
-from cortexscale.encoding.ridge import DTYPES, SCORES, ridge_cv, ridge_predict
+from cortexscale.encoding.ridge import ridge_cv, ridge_predict
 from cortexscale.io.atomic import write_json, write_tsv
 from cortexscale.io.provenance import provenance
 
-__all__ = ["ENCODING_DEFAULTS", "TSV_COLUMNS", "check_encoding_config", "run_encoding"]
+__all__ = ["TSV_COLUMNS", "check_encoding_config", "run_encoding"]
 
-ENCODING_DEFAULTS: dict[str, Any] = {
-    "alphas": {"min": -1, "max": 5, "n": 13},
-    "delays": [1, 2, 3, 4],
-    "cv_folds": 3,
-    "score": "pearson",
-    "dtype": "float64",
-    "chunk_size": 20000,
-}
 TSV_COLUMNS = ("parcel", "roi", "r", "alpha", "n_train", "n_test")
 
 
@@ -44,7 +37,7 @@ def _log(msg: str) -> None:
 
 # --------------------------------------------------------------------------- config
 def check_encoding_config(cfg: dict[str, Any] | None) -> dict[str, Any]:
-    """Validate the config's ``encoding`` section and fill defaults.
+    """Validate the config's ``encoding`` section against the schema and fill defaults.
 
     Raises
     ------
@@ -52,44 +45,7 @@ def check_encoding_config(cfg: dict[str, Any] | None) -> dict[str, Any]:
         On an unknown key or a value of the wrong type or range, naming the key, the
         allowed values and the value given.
     """
-    cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(ENCODING_DEFAULTS))
-    if unknown:
-        raise ValueError(
-            f"unknown key(s) {unknown} in config 'encoding'; allowed: {sorted(ENCODING_DEFAULTS)}"
-        )
-    out = {**ENCODING_DEFAULTS, **cfg}
-    alphas = out["alphas"]
-    if not isinstance(alphas, dict) or set(alphas) != {"min", "max", "n"}:
-        raise ValueError(
-            f"encoding.alphas must be a mapping with keys min, max, n (log10 range), "
-            f"got {alphas!r}"
-        )
-    if not (isinstance(alphas["n"], int) and alphas["n"] >= 1) or not all(
-        isinstance(alphas[key], int | float) and np.isfinite(alphas[key]) for key in ("min", "max")
-    ):
-        raise ValueError(
-            f"encoding.alphas needs finite numbers min, max and an integer n >= 1, got {alphas!r}"
-        )
-    delays = out["delays"]
-    if (
-        not isinstance(delays, list | tuple)
-        or not delays
-        or not all(isinstance(d, int) and d >= 0 for d in delays)
-        or len(set(delays)) != len(delays)
-    ):
-        raise ValueError(
-            f"encoding.delays must be a non-empty list of distinct integers >= 0 (TRs), "
-            f"got {delays!r}"
-        )
-    for key, allowed in (("score", SCORES), ("dtype", DTYPES)):
-        if out[key] not in allowed:
-            raise ValueError(f"encoding.{key} must be one of {list(allowed)}, got {out[key]!r}")
-    for key, low in (("cv_folds", 2), ("chunk_size", 1)):
-        value = out[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"encoding.{key} must be an integer >= {low}, got {value!r}")
-    return out
+    return section("encoding", cfg)
 
 
 def alpha_grid(cfg: dict[str, Any]) -> np.ndarray:

@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 import torch
 
+from cortexscale.config import section
 from cortexscale.data.fmri import FmriDataset
 from cortexscale.grid import parse_name
 from cortexscale.io.atomic import atomic_path
@@ -35,38 +36,17 @@ from cortexscale.train.common import setup_device
 __all__ = ["POOLINGS", "check_cfg", "clip_frame_index", "extract_features", "resolve_layers"]
 
 POOLINGS = ("mean", "max")
-CFG_KEYS = ("layers", "pooling")
 
 
-def check_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Validate the ``features:`` config section (``layers``, ``pooling``).
+def check_cfg(cfg: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate the ``features:`` config section (``layers``, ``pooling``), with defaults.
 
     Raises
     ------
     ValueError
         Naming the key, what was expected and what was found.
     """
-    if not isinstance(cfg, dict):
-        raise ValueError(f"features config: expected a mapping, found {type(cfg).__name__}")
-    missing = sorted(set(CFG_KEYS) - set(cfg))
-    unknown = sorted(set(cfg) - set(CFG_KEYS))
-    if missing or unknown:
-        raise ValueError(
-            f"features config: missing keys {missing}, unknown keys {unknown}; "
-            f"expected exactly {sorted(CFG_KEYS)}"
-        )
-    layers = cfg["layers"]
-    if (
-        not isinstance(layers, list | tuple)
-        or not layers
-        or not all(isinstance(k, int | np.integer) and not isinstance(k, bool) for k in layers)
-    ):
-        raise ValueError(f"features.layers: expected a non-empty list of ints, found {layers!r}")
-    if cfg["pooling"] not in POOLINGS:
-        raise ValueError(
-            f"features.pooling: expected one of {list(POOLINGS)}, found {cfg['pooling']!r}"
-        )
-    return {"layers": [int(k) for k in layers], "pooling": cfg["pooling"]}
+    return section("features", cfg)
 
 
 def resolve_layers(layers: list[int], n_blocks: int) -> list[int]:

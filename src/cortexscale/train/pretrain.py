@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cortexscale.config import load_schema, section
 from cortexscale.data.corpus import read_subset
 from cortexscale.grid import GridPoint
 from cortexscale.io.atomic import atomic_path, write_json, write_tsv
@@ -56,58 +57,25 @@ from cortexscale.train.common import (
 
 __all__ = ["CFG_KEYS", "LOG_COLUMNS", "check_cfg", "pretrain"]
 
-#: Keys of the config's ``pretrain:`` section, with their expected types.
-CFG_KEYS: dict[str, type | tuple[type, ...]] = {
-    "steps": int,
-    "batch_size": int,
-    "grad_accum": int,
-    "lr": (int, float),
-    "min_lr": (int, float),
-    "warmup_steps": int,
-    "weight_decay": (int, float),
-    "dropout": (int, float),
-    "eval_every": int,
-    "eval_clips": int,
-    "compile": bool,
-    "conditioned": bool,
-}
+#: Keys of the config's ``pretrain:`` section.
+CFG_KEYS: tuple[str, ...] = tuple(load_schema()["properties"]["pretrain"]["properties"])
 LOG_COLUMNS = ("step", "tokens_seen", "train_loss", "val_loss", "lr", "tokens_per_s", "peak_mem_mb")
 GRAD_CLIP = 1.0  # max global gradient norm (nanoGPT's default)
 BETAS = (0.9, 0.95)
 ORDERS = ("corpus", "stratified")
 
 
-def check_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Validate the ``pretrain:`` config section and return it as a plain dict.
+def check_cfg(cfg: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate the ``pretrain:`` config section and return it with defaults filled.
+
+    The schema checks each key; this adds what it cannot express across keys.
 
     Raises
     ------
     ValueError
-        On a missing or unknown key, a wrong type or an out-of-range value, naming the key,
-        what was expected and what was found.
+        Naming the key, what was expected and what was found.
     """
-    if not isinstance(cfg, dict):
-        raise ValueError(f"pretrain config: expected a mapping, found {type(cfg).__name__}")
-    missing = sorted(set(CFG_KEYS) - set(cfg))
-    unknown = sorted(set(cfg) - set(CFG_KEYS))
-    if missing or unknown:
-        raise ValueError(
-            f"pretrain config: missing keys {missing}, unknown keys {unknown}; "
-            f"expected exactly {sorted(CFG_KEYS)}"
-        )
-    for key, types in CFG_KEYS.items():
-        value = cfg[key]
-        ok = isinstance(value, types) and (types is bool or not isinstance(value, bool))
-        if not ok:
-            names = " or ".join(
-                t.__name__ for t in (types if isinstance(types, tuple) else (types,))
-            )
-            raise ValueError(f"pretrain.{key}: expected {names}, found {value!r}")
-    for key in ("steps", "batch_size", "grad_accum", "eval_every", "eval_clips"):
-        if cfg[key] < 1:
-            raise ValueError(f"pretrain.{key}: expected an int >= 1, found {cfg[key]!r}")
-    if cfg["warmup_steps"] < 0:
-        raise ValueError(f"pretrain.warmup_steps: expected >= 0, found {cfg['warmup_steps']!r}")
+    cfg = section("pretrain", cfg)
     if cfg["batch_size"] % cfg["grad_accum"]:
         raise ValueError(
             f"pretrain.batch_size ({cfg['batch_size']}) must be a multiple of "
@@ -117,11 +85,7 @@ def check_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(
             f"pretrain.min_lr: expected 0 < min_lr <= lr ({cfg['lr']}), found {cfg['min_lr']!r}"
         )
-    if cfg["weight_decay"] < 0:
-        raise ValueError(f"pretrain.weight_decay: expected >= 0, found {cfg['weight_decay']!r}")
-    if not 0 <= cfg["dropout"] < 1:
-        raise ValueError(f"pretrain.dropout: expected a float in [0, 1), found {cfg['dropout']!r}")
-    return dict(cfg)
+    return cfg
 
 
 def lr_at(step: int, cfg: dict[str, Any]) -> float:

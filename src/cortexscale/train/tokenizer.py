@@ -19,18 +19,14 @@ import h5py
 import numpy as np
 import torch
 
+from cortexscale.config import load_schema, section
 from cortexscale.io.atomic import atomic_path, write_json
 from cortexscale.io.provenance import provenance
 from cortexscale.models.vqvae import VQVAE, VQVAEConfig
 from cortexscale.train.common import set_seed, setup_device
 
-#: Keys of the ``tokenizer:`` config section, all required.
-TOKENIZER_KEYS: tuple[str, ...] = (
-    "codebook_size", "embedding_dim", "hidden", "n_res_layers", "downsample",
-    "steps", "batch_size", "lr", "commitment", "ema_decay",
-)
-#: Largest codebook whose codes fit int16.
-MAX_CODEBOOK_INT16 = 32767
+#: Keys of the ``tokenizer:`` config section.
+TOKENIZER_KEYS: tuple[str, ...] = tuple(load_schema()["properties"]["tokenizer"]["properties"])
 #: Corpora up to this many bytes of clips are read into memory for training.
 IN_MEMORY_BYTES = 1 << 30
 #: Clips per batch when tokenising (bounds memory).
@@ -39,30 +35,9 @@ ENCODE_BATCH = 64
 MAX_EVAL_CLIPS = 2048
 
 
-def _check_cfg(cfg: dict) -> dict:
-    if not isinstance(cfg, dict):
-        raise TypeError(f"tokenizer config: expected a dict, found {type(cfg).__name__}")
-    unknown = sorted(set(cfg) - set(TOKENIZER_KEYS))
-    missing = sorted(set(TOKENIZER_KEYS) - set(cfg))
-    if unknown or missing:
-        raise ValueError(
-            f"tokenizer config: unknown keys {unknown}, missing keys {missing}; "
-            f"expected exactly {list(TOKENIZER_KEYS)}"
-        )
-    for key in ("steps", "batch_size"):
-        v = cfg[key]
-        if not isinstance(v, int | np.integer) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"tokenizer.{key}: expected an int >= 1, found {v!r}")
-    if not isinstance(cfg["lr"], int | float) or not cfg["lr"] > 0:
-        raise ValueError(f"tokenizer.lr: expected a number > 0, found {cfg['lr']!r}")
-    if not isinstance(cfg["codebook_size"], int | np.integer) or not (
-        2 <= cfg["codebook_size"] <= MAX_CODEBOOK_INT16
-    ):
-        raise ValueError(
-            f"tokenizer.codebook_size: codes are stored as int16, so it must be in "
-            f"[2, {MAX_CODEBOOK_INT16}], found {cfg['codebook_size']!r}"
-        )
-    return cfg
+def _check_cfg(cfg: dict | None) -> dict:
+    """The ``tokenizer`` section, validated against the config schema, with defaults."""
+    return section("tokenizer", cfg)
 
 
 def _open_clips(f: h5py.File, path: str | os.PathLike) -> h5py.Dataset:
