@@ -30,10 +30,13 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/encoding.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all:
     input:
         ENCODING_TABLE,
         SCALING_FIGURES,
+        SUMMARY,
+        FRONTIER_FIGURE,
     default_target: True

@@ -133,6 +133,10 @@ def test_build_corpus_synthetic(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("source", ["frames_h5", "video_dir"])
-def test_build_corpus_real_sources_not_implemented(tmp_path, source):
-    with pytest.raises(NotImplementedError, match=source):
+def test_build_corpus_real_sources_need_a_path(tmp_path, source):
+    with pytest.raises(ValueError, match=f"corpus.path is required.*{source}"):
         build_corpus(tmp_path / "f.h5", {"source": source}, [16], 0)
+    missing = {"source": source, "path": str(tmp_path / "nowhere")}
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        build_corpus(tmp_path / "f.h5", missing, [16], 0)
+    assert not (tmp_path / "f.h5").exists()

@@ -10,7 +10,8 @@ from cortexscale.grid import expand
 
 COLUMNS = [
     "grid", "data_size", "hidden", "layers", "heads", "precision", "subject", "roi",
-    "n_parcels", "mean_r", "median_r", "max_r", "n_params", "train_flops", "final_val_loss",
+    "n_parcels", "mean_r", "median_r", "max_r", "n_params", "train_flops", "tokens_seen",
+    "final_val_loss",
 ]
 
 
@@ -35,6 +36,14 @@ def test_tiny_study_end_to_end(tmp_path):
     for fig in ("scaling_data_size.png", "scaling_params.png"):
         png = tmp_path / "results" / "figures" / fig
         assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    parcels = pd.read_csv(tmp_path / "results" / "tables" / "parcels.tsv", sep="\t")
+    assert len(parcels) == len(points) * full["fmri"]["n_parcels"] * len(full["subjects"])
+    assert (tmp_path / "results" / "tables" / "encoding.parquet").is_file()
+    fits = pd.read_csv(tmp_path / "results" / "tables" / "scaling_fits.tsv", sep="\t")
+    assert set(fits["axis"]) >= {"data_size", "n_params"}
+    summary = (tmp_path / "results" / "summary.md").read_text()
+    assert "tenfold increase" in summary and "compute frontier" in summary
+    assert (tmp_path / "results" / "figures" / "frontier.png").stat().st_size > 1000
     # every stage left its log
     assert (tmp_path / "logs" / "tokenizer.log").is_file()
 

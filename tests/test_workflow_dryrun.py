@@ -32,6 +32,7 @@ def expected_counts(cfg: dict) -> dict[str, int]:
         "features": n_points,
         "encode": n_points * len(cfg["subjects"]) * len(cfg["rois"]),
         "aggregate": 1,
+        "analyse": 1,
         "all": 1,
     }
     if cfg["fmri"]["source"] == "synthetic":

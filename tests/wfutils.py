@@ -57,6 +57,7 @@ TINY_OVERRIDES = {
     "pretrain": {"steps": 20, "batch_size": 4, "warmup_steps": 2, "eval_every": 10,
                  "eval_clips": 4},
     "encoding": {"alphas": {"min": -1, "max": 3, "n": 5}, "delays": [1, 2], "cv_folds": 2},
+    "scaling": {"n_boot": 50},
 }
 
 

@@ -38,7 +38,8 @@ def _settings(args: argparse.Namespace, needed: Sequence[str]) -> dict[str, Any]
     raise ConfigError("give the study config with --config FILE (or --sections JSON)")
 
 
-_OPTIONAL = {"seed", "tokenizer", "pretrain", "features", "encoding", "resources"}
+_OPTIONAL = {"seed", "tokenizer", "pretrain", "features", "encoding", "resources", "scaling",
+             "study"}
 
 
 def _limit_threads(n: int) -> None:
@@ -87,6 +88,39 @@ def cmd_fmri(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_fmri_import(args: argparse.Namespace) -> None:
+    s = _settings(args, ["fmri", "subjects"])
+    fmri, subjects = s["fmri"], s["subjects"]
+    source, root = fmri["source"], fmri.get("root", "")
+    if source == "algonauts2025":
+        from cortexscale.data.algonauts2025 import import_algonauts2025
+
+        import_algonauts2025(root, args.out_dir, subjects, tr=fmri["tr"],
+                             test_stimuli=fmri["test_stimuli"], cfg=fmri)
+    elif source == "nifti":
+        from cortexscale.data.nifti import import_nifti
+
+        import_nifti(root, args.out_dir, subjects, tr=fmri["tr"], atlas=fmri["atlas"],
+                     mask=fmri["mask"], confounds=tuple(fmri["confounds"]),
+                     test_stimuli=fmri["test_stimuli"], cfg=fmri)
+    elif source == "algonauts2023":
+        from cortexscale.data.nsd import read_nsd_subject
+
+        for subject in subjects:
+            sub = read_nsd_subject(Path(root) / subject)
+            print(f"fmri-import: {sub.root}: {sub.n_images} images, "
+                  f"{ {h: y.shape[1] for h, y in sub.responses.items()} } vertices, "
+                  f"ROIs {sorted(sub.rois)}: valid", file=sys.stderr)
+        raise ConfigError(
+            "fmri.source 'algonauts2023' holds still images: the dataset is valid, but the "
+            "video pipeline cannot encode it (image datasets go through the pretrained-model "
+            "path)"
+        )
+    else:
+        raise ConfigError(f"fmri.source {source!r} is not imported; fmri-import handles "
+                          "algonauts2025, nifti and algonauts2023")
+
+
 def cmd_fmri_check(args: argparse.Namespace) -> None:
     s = _settings(args, ["subjects", "rois"])
     from cortexscale.data.checks import check_dataset
@@ -118,6 +152,22 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_launch(args: argparse.Namespace) -> None:
+    s = _settings(args, ["pretrain", "corpus", "seed"])
+    from cortexscale.train.launch import launch
+
+    jobs = launch(
+        args.grid, args.tokens, args.frames, s, args.out_root, executor=args.executor,
+        folder=args.folder, threads=args.threads, device=args.device,
+        timeout_min=args.timeout_min, gpus=args.gpus, partition=args.partition,
+    )
+    for grid, job in zip(args.grid, jobs, strict=True):
+        print(f"{grid}\t{job.job_id}", flush=True)
+    if args.wait:
+        for job in jobs:
+            job.result()
+
+
 def cmd_features(args: argparse.Namespace) -> None:
     s = _settings(args, ["features"])
     from cortexscale.features.extract import extract_features
@@ -143,6 +193,16 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
 
     summaries = {Path(p).parent.name: Path(p) for p in args.summaries}
     aggregate(args.encoding, summaries, args.out, args.figures)
+
+
+def cmd_analyse(args: argparse.Namespace) -> None:
+    s = _settings(args, ["study", "seed", "scaling"])
+    from cortexscale.scaling.analyse import analyse
+
+    analyse(
+        args.table, args.parcels, args.out_dir, args.summary, args.frontier_figure,
+        n_boot=s["scaling"]["n_boot"], seed=s.get("seed", 0), study=s.get("study", "study"),
+    )
 
 
 def _common(p: argparse.ArgumentParser, threads: bool = False, device: bool = False) -> None:
@@ -180,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("fmri", cmd_fmri, "generate the synthetic fMRI dataset")
     p.add_argument("--out-dir", required=True, type=Path)
 
+    p = add("fmri-import", cmd_fmri_import,
+            "convert a real fMRI dataset (fmri.source, fmri.root) into the internal layout")
+    p.add_argument("--out-dir", required=True, type=Path)
+
     p = add("fmri-check", cmd_fmri_check, "check every run of an fMRI dataset once")
     p.add_argument("--fmri-root", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
@@ -197,6 +261,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", required=True, type=Path)
     p.add_argument("--frames", required=True, type=Path)
     p.add_argument("--out-dir", required=True, type=Path)
+
+    p = add("launch", cmd_launch, "submit pretraining runs with submitit (outside Snakemake)",
+            threads=True, device=True)
+    p.add_argument("--grid", required=True, nargs="+", help="grid-point names")
+    p.add_argument("--tokens", required=True, type=Path)
+    p.add_argument("--frames", required=True, type=Path)
+    p.add_argument("--out-root", required=True, type=Path, help="each run writes OUT_ROOT/GRID")
+    p.add_argument("--executor", choices=["local", "slurm"], default="local")
+    p.add_argument("--folder", type=Path, help="submitit logs (default OUT_ROOT/submitit)")
+    p.add_argument("--timeout-min", type=int, default=60)
+    p.add_argument("--gpus", type=int, default=0, help="GPUs per job")
+    p.add_argument("--partition", help="Slurm partition")
+    p.add_argument("--wait", action="store_true", help="wait for the jobs to finish")
 
     p = add("features", cmd_features, "extract TR-aligned features of one grid point",
             threads=True, device=True)
@@ -225,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures", required=True, nargs="+", type=Path,
                    help="figure files: data-size scaling, parameter scaling")
     p.set_defaults(func=cmd_aggregate)
+    p = add("analyse", cmd_analyse,
+            "fit scaling laws, find the compute frontier, test the factors, summarise")
+    p.add_argument("--table", required=True, type=Path, help="tables/encoding.tsv")
+    p.add_argument("--parcels", required=True, type=Path, help="tables/parcels.tsv")
+    p.add_argument("--out-dir", required=True, type=Path, help="folder of the analysis tables")
+    p.add_argument("--summary", required=True, type=Path, help="the findings (Markdown)")
+    p.add_argument("--frontier-figure", type=Path, help="the compute-frontier figure (PNG)")
     return parser
 
 
@@ -234,9 +318,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "threads", None):
         _limit_threads(args.threads)
     start = time.perf_counter()
+    from cortexscale.train.resume import Interrupted, TrainingError
+
     try:
         args.func(args)
-    except (ConfigError, FileNotFoundError, KeyError, ValueError, OSError, NotImplementedError) as exc:
+    except Interrupted as exc:  # checkpointed on SIGTERM/SIGUSR2: a retry resumes it
+        print(f"cortexscale {args.stage}: {exc}", file=sys.stderr)
+        return int(exc.code)
+    except (ConfigError, FileNotFoundError, KeyError, ValueError, OSError, NotImplementedError,
+            TrainingError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"cortexscale {args.stage}: error: {message}", file=sys.stderr)
         return 2

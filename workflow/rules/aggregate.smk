@@ -11,6 +11,7 @@ rule aggregate:
             caption="../report/encoding_table.rst",
             category="Tables",
         ),
+        parcels=PARCEL_TABLE,
         figures=[
             report(f, caption="../report/scaling_figures.rst", category="Figures")
             for f in SCALING_FIGURES

@@ -28,6 +28,9 @@ FMRI_MARKER = f"{RESULTS}/checks/fmri.json"
 VQVAE = f"{RESULTS}/tokenizer/vqvae.pt"
 TOKENS = f"{RESULTS}/tokenizer/tokens.h5"
 ENCODING_TABLE = f"{RESULTS}/tables/encoding.tsv"
+PARCEL_TABLE = f"{RESULTS}/tables/parcels.tsv"
+SUMMARY = f"{RESULTS}/summary.md"
+FRONTIER_FIGURE = f"{RESULTS}/figures/frontier.png"
 SCALING_FIGURES = [
     f"{RESULTS}/figures/scaling_data_size.png",
     f"{RESULTS}/figures/scaling_params.png",

@@ -18,6 +18,36 @@ rule corpus:
         "cortexscale corpus --sections {params.cfg} --out {output} 2> {log}"
 
 
+# Real datasets in another layout are converted once into the internal layout under
+# results/, so every later stage reads one format. (These two names belong with the
+# others in common.smk; they are set here because this file owns the fMRI stage.)
+IMPORTED_FMRI = config["fmri"]["source"] in ("algonauts2025", "nifti", "algonauts2023")
+if IMPORTED_FMRI:
+    FMRI_ROOT = f"{RESULTS}/data/fmri"
+    FMRI_RUNS = f"{FMRI_ROOT}/runs.tsv"
+
+    rule fmri_import:
+        # fmri.root is a parameter, not an input (it lies outside results/): a dry run
+        # works before the data is mounted; a missing folder fails this job by name.
+        output:
+            runs=FMRI_RUNS,
+            subjects=expand(f"{FMRI_ROOT}/{{subject}}.h5", subject=SUBJECTS),
+        params:
+            cfg=sections("fmri", "subjects"),
+            out_dir=parent("runs"),
+        conda:
+            "../envs/cortexscale.yaml"
+        log:
+            f"{LOGS}/fmri_import.log",
+        threads: 1
+        resources:
+            mem_mb=mem_mb(2),
+            runtime=runtime(),
+        shell:
+            "cortexscale fmri-import --sections {params.cfg} --out-dir {params.out_dir}"
+            " 2> {log}"
+
+
 if SYNTHETIC_FMRI:
 
     rule fmri_synthetic:
@@ -44,12 +74,12 @@ rule fmri_check:
     # a broken dataset stops the study before any model is trained. A user's own
     # (prepared) dataset is a parameter, not an input: its folder lies outside results/.
     input:
-        runs=FMRI_RUNS if SYNTHETIC_FMRI else [],
+        runs=FMRI_RUNS if SYNTHETIC_FMRI or IMPORTED_FMRI else [],
     output:
         FMRI_MARKER,
     params:
         cfg=sections("subjects", "rois"),
-        fmri_root=parent("runs") if SYNTHETIC_FMRI else FMRI_ROOT,
+        fmri_root=parent("runs") if SYNTHETIC_FMRI or IMPORTED_FMRI else FMRI_ROOT,
     conda:
         "../envs/cortexscale.yaml"
     log:

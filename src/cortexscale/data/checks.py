@@ -10,6 +10,7 @@ import numpy as np
 
 from cortexscale.data.fmri import FmriDataset
 from cortexscale.io.provenance import provenance
+from cortexscale.io.video import video_info
 
 
 def check_dataset(
@@ -17,7 +18,8 @@ def check_dataset(
 ) -> dict[str, Any]:
     """Read every run of the study's subjects once and check it.
 
-    Checks that every subject and ROI of the config is in the dataset, that every run
+    Checks that every subject and ROI of the config is in the dataset, that every run's
+    TR count matches its stimulus movie's duration within one TR, that every run
     has the shape the tables promise and holds finite values, that each subject has
     training and test runs, and that every stimulus movie exists. Constant parcels are
     counted (the encoding stage excludes them).
@@ -48,8 +50,15 @@ def check_dataset(
         )
     for roi in rois:
         ds.roi_parcels(roi)
+    durations = {}
     for stimulus in ds.stimuli:
-        ds.stimulus_path(stimulus)
+        n_frames, fps = video_info(ds.stimulus_path(stimulus))
+        durations[stimulus] = n_frames / fps
+    study_runs = ds.runs[ds.runs["subject"].isin(subjects)].copy()
+    study_runs["source"] = [f"{ds.root / (s + '.h5')}[{r!r}]"
+                            for s, r in zip(study_runs["subject"], study_runs["run"], strict=True)]
+    for note in check_run_durations(study_runs, ds.tr, durations, str(ds.root / "runs.tsv")):
+        print(f"fmri-check: {note} (trimmed)", file=sys.stderr)
     report: dict[str, Any] = {"root": str(ds.root), "tr": ds.tr, "n_parcels": ds.n_parcels}
     per_subject = {}
     for subject in subjects:
@@ -79,3 +88,60 @@ def check_dataset(
     report["subjects"] = per_subject
     report["provenance"] = provenance()
     return report
+
+
+def check_run_durations(
+    runs: Any, tr: float, durations: dict[str, float], where: str, tolerance_trs: float = 1.0
+) -> list[str]:
+    """Check every run's scan length against its stimulus duration.
+
+    Parameters
+    ----------
+    runs : DataFrame
+        Columns ``subject, run, stimulus, n_tr`` (``runs.tsv``), plus an optional
+        ``source`` column naming the file/key of the run (used in messages).
+    tr : float
+        Repetition time in seconds.
+    durations : dict of str to float
+        Stimulus name -> movie duration in seconds.
+    where : str
+        The dataset (folder or file) named in messages.
+    tolerance_trs : float, optional
+        Largest allowed difference in TRs; smaller differences are reported, not errors
+        (the features stage trims them).
+
+    Returns
+    -------
+    notes : list of str
+        One line per run whose length differs by less than the tolerance but by more
+        than one frame.
+
+    Raises
+    ------
+    ValueError
+        Naming every run that is off by more than ``tolerance_trs`` TRs: the run (file
+        and key), its scan length and its stimulus file and duration.
+    """
+    problems, notes = [], []
+    for row in runs.itertuples(index=False):
+        stim = str(row.stimulus)
+        if stim not in durations:
+            raise KeyError(f"{where}: no stimulus movie for {stim!r} (run {row.run!r})")
+        scan = int(row.n_tr) * float(tr)
+        diff = durations[stim] - scan
+        src = getattr(row, "source", f"{row.subject} run {row.run!r}")
+        msg = (
+            f"{src}: {int(row.n_tr)} TRs x {tr:g} s = {scan:.2f} s of scan, but stimulus "
+            f"{stim!r} lasts {durations[stim]:.2f} s ({diff / tr:+.2f} TRs)"
+        )
+        if abs(diff) > tolerance_trs * tr + 1e-6:
+            problems.append(msg)
+        elif abs(diff) > 0.5 * tr:
+            notes.append(msg)
+    if problems:
+        raise ValueError(
+            f"{where}: {len(problems)} run(s) differ from their stimulus by more than "
+            f"{tolerance_trs:g} TR (expected |stimulus duration - n_TR x TR| <= "
+            f"{tolerance_trs:g} TR):\n  " + "\n  ".join(problems)
+        )
+    return notes

@@ -299,18 +299,34 @@ def build_corpus(
     ----------
     out_path : path-like
     corpus_cfg : dict
-        ``source`` (``synthetic``; ``frames_h5`` and ``video_dir`` are not implemented yet),
-        ``n_sources``, ``frames_per_source``, ``fps``, ``time_stride``, ``clip_len``,
-        ``height``, ``width``.
+        ``source`` (``synthetic``, ``frames_h5`` or ``video_dir``; the latter two read
+        ``path``, see :mod:`cortexscale.data.corpus_sources`, resampled to ``fps`` and
+        ``height`` x ``width``), ``n_sources``, ``frames_per_source`` (synthetic),
+        ``fps``, ``time_stride``, ``clip_len``, ``height``, ``width``.
     data_sizes : sequence of int
         The grid's data sizes (source frames).
     seed : int
     """
     source = corpus_cfg.get("source", "synthetic")
+    clip_len = int(corpus_cfg.get("clip_len", 16))
+    stride = int(corpus_cfg.get("time_stride", 1))
+    height, width = int(corpus_cfg.get("height", 32)), int(corpus_cfg.get("width", 32))
+    fps = float(corpus_cfg.get("fps", 15))
     if source in ("frames_h5", "video_dir"):
-        raise NotImplementedError(
-            f"corpus.source {source!r} is not implemented yet; use 'synthetic'"
-        )
+        from cortexscale.data import corpus_sources as cs
+
+        if not corpus_cfg.get("path"):
+            raise ValueError(f"corpus.path is required when corpus.source is {source!r}")
+        path = Path(corpus_cfg["path"])
+        if source == "frames_h5":
+            cs.list_frames_h5(path)  # validate every dataset before writing anything
+            sources = cs.frames_h5_sources(path, fps, height, width)
+        else:
+            cs.list_videos(path)
+            sources = cs.video_dir_sources(path, fps, height, width)
+        write_corpus(out_path, sources, clip_len, stride, fps, data_sizes, seed=seed,
+                     cfg=corpus_cfg)
+        return
     if source != "synthetic":
         raise ValueError(
             f"corpus.source must be one of ['synthetic', 'frames_h5', 'video_dir'], "
@@ -318,12 +334,9 @@ def build_corpus(
         )
     n_sources = int(corpus_cfg.get("n_sources", 8))
     n_frames = int(corpus_cfg.get("frames_per_source", 1024))
-    clip_len = int(corpus_cfg.get("clip_len", 16))
-    stride = int(corpus_cfg.get("time_stride", 1))
-    height, width = int(corpus_cfg.get("height", 32)), int(corpus_cfg.get("width", 32))
     total = n_sources * n_clips_for(n_frames, clip_len, stride)
     _check_sizes(data_sizes, total, clip_len, stride, f"corpus config (writing {out_path})")
     write_corpus(
         out_path, _synthetic_sources(n_sources, n_frames, height, width, seed), clip_len,
-        stride, float(corpus_cfg.get("fps", 15)), data_sizes, seed=seed, cfg=corpus_cfg,
+        stride, fps, data_sizes, seed=seed, cfg=corpus_cfg,
     )

@@ -20,7 +20,8 @@ Targets that are constant or hold NaN/inf in the training data are excluded: the
 a zero coefficient, a NaN penalty and NaN scores, and are reported by the ``valid`` mask
 of :class:`RidgeCVResult`.
 
-numpy backend only.
+Backends: numpy (here) and torch on CPU or CUDA (:mod:`cortexscale.encoding.backends`),
+the same algorithm behind one function.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 from threadpoolctl import threadpool_limits
+
+from cortexscale.encoding.backends import is_tensor, resolve_backend, ridge_cv_torch
 
 __all__ = [
     "DTYPES",
@@ -89,6 +92,7 @@ class _Fold:
 
     train: np.ndarray  # (n_train,) int64 sample indices
     val: np.ndarray  # (n_val,) int64 sample indices
+    drop: np.ndarray  # (n - n_train,) int64: validation samples and the gap around them
     lam: np.ndarray  # (r,) float64 eigenvalues (> 0)
     basis: np.ndarray  # (p, r) primal V or (n_train, r) dual Q, compute dtype
     a_c: np.ndarray  # (n_val, r) A centred over validation samples, compute dtype
@@ -96,11 +100,16 @@ class _Fold:
 
 
 # --------------------------------------------------------------------------- folds
-def group_kfold(groups: np.ndarray, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def group_kfold(
+    groups: np.ndarray, n_folds: int, gap: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Deterministic k-fold split over groups: no group is split between folds.
 
     The sorted unique groups are cut into ``n_folds`` contiguous blocks of (nearly)
-    equal group counts; block ``i`` is the validation set of fold ``i``.
+    equal group counts; block ``i`` is the validation set of fold ``i``. With
+    ``gap > 0`` the ``gap`` samples (in sample order) on either side of every contiguous
+    stretch of validation samples are dropped from that fold's training set, so slow
+    signals (the hemodynamic response) do not leak across the fold edge.
 
     Parameters
     ----------
@@ -108,6 +117,8 @@ def group_kfold(groups: np.ndarray, n_folds: int) -> list[tuple[np.ndarray, np.n
         Group label per sample (e.g. the run).
     n_folds : int
         Number of folds, ``2 <= n_folds <= n_groups``.
+    gap : int
+        Samples dropped from training at each edge of a validation stretch (>= 0).
 
     Returns
     -------
@@ -118,14 +129,32 @@ def group_kfold(groups: np.ndarray, n_folds: int) -> list[tuple[np.ndarray, np.n
     if groups.ndim != 1:
         raise ValueError(f"groups must be 1-D (n,), got shape {groups.shape}")
     unique = np.unique(groups)
+    if unique.size < 2:
+        raise ValueError(
+            f"groups holds {unique.size} distinct run(s); cross-validation by run needs at "
+            "least 2 (split a single run into blocks of TRs and pass those as groups)"
+        )
     if not isinstance(n_folds, int | np.integer) or not 2 <= n_folds <= unique.size:
         raise ValueError(
-            f"n_folds must be an integer in [2, n_groups = {unique.size}], got {n_folds!r}"
+            f"n_folds must be an integer in [2, n_groups = {unique.size}] (one run per fold "
+            f"at least), got {n_folds!r}"
         )
+    if not isinstance(gap, int | np.integer) or gap < 0:
+        raise ValueError(f"gap must be a non-negative integer (samples), got {gap!r}")
     folds = []
     for block in np.array_split(unique, int(n_folds)):
         is_val = np.isin(groups, block)
-        folds.append((np.flatnonzero(~is_val), np.flatnonzero(is_val)))
+        is_train = ~is_val
+        if gap:
+            edge = np.flatnonzero(np.diff(is_val.astype(np.int8)))  # last index before a flip
+            for e in edge:
+                if is_val[e]:  # validation ends at e: drop e+1 .. e+gap
+                    is_train[e + 1:e + 1 + gap] = False
+                else:  # validation starts at e+1: drop e-gap+1 .. e
+                    is_train[max(e - gap + 1, 0):e + 1] = False
+        if not is_train.any():
+            raise ValueError(f"gap={gap} leaves no training sample in a fold")
+        folds.append((np.flatnonzero(is_train), np.flatnonzero(is_val)))
     return folds
 
 
@@ -147,9 +176,11 @@ def valid_targets(Y: np.ndarray) -> np.ndarray:
     return finite & (spread > 0)
 
 
-def _check_inputs(X, Y, groups, alphas, n_folds, score, dtype, chunk_size):
-    X = np.asarray(X)
-    Y = np.asarray(Y)
+def _check_inputs(X, Y, groups, alphas, n_folds, score, dtype, chunk_size, gap=0):
+    if not is_tensor(X):
+        X = np.asarray(X)
+    if not is_tensor(Y):
+        Y = np.asarray(Y)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
     if Y.ndim != 2:
@@ -161,7 +192,8 @@ def _check_inputs(X, Y, groups, alphas, n_folds, score, dtype, chunk_size):
     groups = np.asarray(groups)
     if groups.shape != (X.shape[0],):
         raise ValueError(f"groups must have shape ({X.shape[0]},), got {groups.shape}")
-    if not np.isfinite(X).all():
+    finite = bool(X.isfinite().all()) if is_tensor(X) else bool(np.isfinite(X).all())
+    if not finite:
         raise ValueError("X holds NaN or inf; features must be finite")
     alphas = np.asarray(alphas, dtype=np.float64)
     if alphas.ndim != 1 or alphas.size == 0 or not (np.isfinite(alphas) & (alphas > 0)).all():
@@ -174,7 +206,7 @@ def _check_inputs(X, Y, groups, alphas, n_folds, score, dtype, chunk_size):
         raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
     if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    folds = group_kfold(groups, n_folds)
+    folds = group_kfold(groups, n_folds, gap)
     return X, Y, alphas, folds, np.dtype(dtype)
 
 
@@ -210,15 +242,23 @@ def _centre_cols(A: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray
     return (A - mean).astype(dtype), mean
 
 
+def _dropped(n: int, train: np.ndarray) -> np.ndarray:
+    """Samples outside ``train``: (n - n_train,) int64."""
+    keep = np.zeros(n, dtype=bool)
+    keep[train] = True
+    return np.flatnonzero(~keep)
+
+
 def _primal_folds(X64: np.ndarray, folds, dtype: np.dtype) -> list[_Fold]:
     """Per-fold factors from the downdated Gram matrix ``X.T @ X`` (p, p)."""
     gram = X64.T @ X64  # (p, p)
     out = []
     for train, val in folds:
-        xv = X64[val]  # (n_val, p)
-        lam, V = _eigh_psd(gram - xv.T @ xv)  # (r,), (p, r)
-        a_c, a_mean = _centre_cols(xv @ V, dtype)  # (n_val, r)
-        out.append(_Fold(train, val, lam, V.astype(dtype), a_c, a_mean))
+        drop = _dropped(X64.shape[0], train)
+        xd = X64[drop]  # (n - n_train, p)
+        lam, V = _eigh_psd(gram - xd.T @ xd)  # (r,), (p, r)
+        a_c, a_mean = _centre_cols(X64[val] @ V, dtype)  # (n_val, r)
+        out.append(_Fold(train, val, drop, lam, V.astype(dtype), a_c, a_mean))
     return out
 
 
@@ -229,17 +269,18 @@ def _dual_folds(X64: np.ndarray, folds, dtype: np.dtype) -> list[_Fold]:
     for train, val in folds:
         lam, Q = _eigh_psd(kernel[np.ix_(train, train)])  # (r,), (n_train, r)
         a_c, a_mean = _centre_cols(kernel[np.ix_(val, train)] @ Q, dtype)  # (n_val, r)
-        out.append(_Fold(train, val, lam, Q.astype(dtype), a_c, a_mean))
+        drop = _dropped(X64.shape[0], train)
+        out.append(_Fold(train, val, drop, lam, Q.astype(dtype), a_c, a_mean))
     return out
 
 
 def _project(fold: _Fold, X: np.ndarray, Yc: np.ndarray, XtY: np.ndarray | None) -> np.ndarray:
     """Targets projected on the fold's basis: ``B`` (r, v_chunk).
 
-    Primal: ``V.T @ (X.T @ Y - X_val.T @ Y_val)``; dual: ``Q.T @ Y_train``.
+    Primal: ``V.T @ (X.T @ Y - X_drop.T @ Y_drop)``; dual: ``Q.T @ Y_train``.
     """
     if XtY is not None:
-        xty_train = XtY - X[fold.val].T @ Yc[fold.val]  # (p, vc)
+        xty_train = XtY - X[fold.drop].T @ Yc[fold.drop]  # (p, vc)
         return fold.basis.T @ xty_train  # (r, vc)
     return fold.basis.T @ Yc[fold.train]  # (r, vc)
 
@@ -328,6 +369,9 @@ def ridge_cv(
     score: str = "pearson",
     dtype: str | np.dtype = "float32",
     chunk_size: int = 20000,
+    gap: int = 0,
+    backend: str = "numpy",
+    device: str | None = None,
 ) -> RidgeCVResult:
     """Ridge regression (no intercept) with a per-target penalty chosen by grouped CV.
 
@@ -351,6 +395,15 @@ def ridge_cv(
     chunk_size : int
         Targets processed at once (bounds memory at about
         ``k * n_val * chunk_size`` values).
+    gap : int
+        Samples dropped from training on either side of each validation stretch
+        (:func:`group_kfold`).
+    backend : {'numpy', 'torch', 'auto'}
+        ``'torch'`` runs on ``device`` (CPU or CUDA; X and Y may then be tensors);
+        ``'auto'`` picks torch when the inputs are tensors or CUDA is available.
+    device : str, optional
+        torch device, e.g. ``'cuda'``; default the inputs' device, else CUDA when
+        available, else CPU.
 
     Returns
     -------
@@ -358,8 +411,14 @@ def ridge_cv(
         ``best_alpha`` (v,), ``cv_scores`` (k, v), ``coef`` (p, v), ``valid`` (v,).
     """
     X, Y, alphas, folds, dt = _check_inputs(
-        X, Y, groups, alphas, n_folds, score, dtype, chunk_size
+        X, Y, groups, alphas, n_folds, score, dtype, chunk_size, gap
     )
+    backend, device = resolve_backend(backend, device, X, Y)
+    if backend == "torch":
+        best_alpha, cv_scores, coef, valid = ridge_cv_torch(
+            X, Y, folds, alphas, score, dt, int(chunk_size), device
+        )
+        return RidgeCVResult(best_alpha, cv_scores, coef, valid, alphas, len(folds))
     (n, p), v, k = X.shape, Y.shape[1], alphas.size
     valid = valid_targets(Y)
     X64 = X.astype(np.float64)

@@ -16,7 +16,14 @@ import numpy as np
 
 from cortexscale.io.atomic import atomic_path
 
-__all__ = ["frame_times_index", "read_video", "resample_frames", "write_video"]
+__all__ = [
+    "frame_times_index",
+    "read_video",
+    "read_video_resampled",
+    "resample_frames",
+    "video_info",
+    "write_video",
+]
 
 _CODEC = "ffv1"
 _PIX_FMT = "bgr0"  # FFV1 stores it losslessly; RGB -> bgr0 -> RGB is exact
@@ -205,3 +212,113 @@ def resample_frames(
         raise ValueError(f"height and width must be positive, got {height}x{width}")
     idx = frame_times_index(frames.shape[0], src_fps, dst_fps)
     return _resize(np.ascontiguousarray(frames[idx]), int(height), int(width))
+
+
+def video_info(path: str | os.PathLike) -> tuple[int, float]:
+    """Frame count and frame rate of a video, by demuxing (no decoding).
+
+    Parameters
+    ----------
+    path : path-like
+        Any video PyAV can open.
+
+    Returns
+    -------
+    n_frames : int
+        Number of video packets with a payload (one per frame for intra-only codecs such
+        as FFV1 and for the usual inter-frame codecs).
+    fps : float
+        The stream's average frame rate.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file cannot be opened, has no video stream or states no frame rate.
+    """
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video file {path} does not exist")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"video file {path} has no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            n = sum(1 for p in container.demux(stream) if p.size)
+    except av.error.FFmpegError as err:
+        raise ValueError(f"could not open video file {path}: {err}") from err
+    if rate is None:
+        raise ValueError(f"video file {path} does not state a frame rate")
+    if n == 0:
+        raise ValueError(f"video file {path} contains no frames")
+    return n, float(rate)
+
+
+def read_video_resampled(
+    path: str | os.PathLike, fps: float, height: int, width: int, batch: int = 256
+) -> np.ndarray:
+    """Decode a video and resample it while decoding (bounded memory for long movies).
+
+    Same result as ``resample_frames(*read_video(path), fps, height, width)`` but only
+    the kept frames are stored, resized in batches of ``batch`` frames.
+
+    Parameters
+    ----------
+    path : path-like
+    fps : float
+        Target frame rate.
+    height, width : int
+        Target frame size.
+    batch : int, optional
+        Frames resized at once.
+
+    Returns
+    -------
+    frames : ndarray of uint8, shape (n_dst, height, width, 3)
+        ``n_dst = round(n_src * fps / src_fps)``; frame ``j`` is the source frame nearest
+        to ``j / fps`` seconds.
+    """
+    import av
+
+    path = Path(path)
+    _as_rate(fps)
+    if not path.is_file():
+        raise FileNotFoundError(f"video file {path} does not exist")
+    out: list[np.ndarray] = []
+    pending: list[np.ndarray] = []
+    n_src, j = 0, 0
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"video file {path} has no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            if rate is None:
+                raise ValueError(f"video file {path} does not state a frame rate")
+            src_fps = float(rate)
+            for frame in container.decode(stream):
+                rgb = None
+                # output frame j takes source frame floor(j * src / dst + 0.5)
+                while int(np.floor(j / fps * src_fps + 0.5 + 1e-9)) <= n_src:
+                    rgb = _to_rgb(frame) if rgb is None else rgb
+                    pending.append(rgb)
+                    j += 1
+                n_src += 1
+                if len(pending) >= batch:
+                    out.append(_resize(np.stack(pending), int(height), int(width)))
+                    pending = []
+    except av.error.FFmpegError as err:
+        raise ValueError(f"could not decode video file {path}: {err}") from err
+    if pending:
+        out.append(_resize(np.stack(pending), int(height), int(width)))
+    if n_src == 0:
+        raise ValueError(f"video file {path} contains no decodable frames")
+    n_dst = max(1, int(round(n_src * fps / src_fps)))
+    frames = np.concatenate(out)
+    if len(frames) < n_dst:  # the last source frames cover the tail
+        frames = np.concatenate([frames, np.repeat(frames[-1:], n_dst - len(frames), 0)])
+    return frames[:n_dst]

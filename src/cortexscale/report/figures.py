@@ -16,7 +16,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from cortexscale.io.atomic import atomic_path  # noqa: E402
 
-__all__ = ["plot_params", "plot_scaling", "save_figure"]
+__all__ = ["plot_frontier", "plot_params", "plot_scaling", "save_figure"]
 
 _NEEDED = ("data_size", "hidden", "layers", "heads", "precision", "roi", "mean_r", "n_params")
 
@@ -86,4 +86,31 @@ def plot_params(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
     order = [str(d) for d in sorted(data["data_size"].unique())]
     g = _facets(data.sort_values("n_params", kind="stable"), "n_params", "data size",
                 "parameters", hue_order=order)
+    save_figure(g.figure, out_png)
+
+
+def plot_frontier(frontier: pd.DataFrame, out_png: str | os.PathLike) -> None:
+    """Score against training FLOPs for every grid point, one panel per ROI (and ``all``),
+    the Pareto frontier drawn as a line; marker colour by data size, style by precision.
+
+    Writes ``out_png`` and the SVG beside it.
+    """
+    needed = ("roi", "train_flops", "score", "on_front", "data_size", "precision")
+    missing = [c for c in needed if c not in frontier.columns]
+    if missing:
+        raise ValueError(f"frontier table lacks column(s) {missing}")
+    data = frontier.assign(**{"data size": frontier["data_size"].astype(str)})
+    rois = list(dict.fromkeys(data["roi"]))
+    g = sns.relplot(
+        data=data, x="train_flops", y="score", hue="data size", style="precision", col="roi",
+        col_order=rois, col_wrap=min(len(rois), 5), height=3.0, aspect=1.1,
+        facet_kws={"sharey": False},
+    )
+    g.set(xscale="log")
+    for roi, ax in zip(rois, g.axes.flat, strict=False):
+        front = data[(data["roi"] == roi) & data["on_front"]].sort_values("train_flops")
+        ax.plot(front["train_flops"], front["score"], color="black", lw=1, zorder=0,
+                label="frontier")
+    g.set_axis_labels("training compute (FLOPs)", "mean test r (over parcels, subjects)")
+    g.set_titles(col_template="{col_name}")
     save_figure(g.figure, out_png)

@@ -11,16 +11,17 @@ from typing import Any
 import pandas as pd
 
 from cortexscale.grid import parse_name
-from cortexscale.io.atomic import write_tsv
+from cortexscale.io.atomic import atomic_path, write_tsv
 
-__all__ = ["TABLE_COLUMNS", "aggregate", "collect"]
+__all__ = ["PARCEL_COLUMNS", "TABLE_COLUMNS", "aggregate", "collect", "collect_parcels"]
 
 GRID_COLUMNS = ("grid", "data_size", "hidden", "layers", "heads", "precision")
 ENCODING_KEYS = ("subject", "roi", "n_parcels", "mean_r", "median_r", "max_r")
-SUMMARY_KEYS = ("n_params", "train_flops", "final_val_loss")
+SUMMARY_KEYS = ("n_params", "train_flops", "tokens_seen", "final_val_loss")
 TABLE_COLUMNS = GRID_COLUMNS + ENCODING_KEYS + SUMMARY_KEYS
 SORT_KEYS = ["data_size", "hidden", "layers", "heads", "precision", "subject", "roi"]
 FIGURE_NAMES = ("scaling_data_size.png", "scaling_params.png")
+PARCEL_COLUMNS = GRID_COLUMNS + ("subject", "roi", "parcel", "r", "alpha")
 
 
 def _read_json(path: Path, keys: Iterable[str], what: str) -> dict[str, Any]:
@@ -94,6 +95,41 @@ def collect(
     return table.sort_values(SORT_KEYS, kind="stable").reset_index(drop=True)
 
 
+def collect_parcels(encoding_jsons: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """Collect the per-parcel encoding tables (the ``.tsv`` beside each sidecar).
+
+    Returns
+    -------
+    parcels : DataFrame
+        Columns ``PARCEL_COLUMNS``: one row per grid point x subject x parcel.
+    """
+    frames = []
+    for path in map(Path, encoding_jsons):
+        enc = _read_json(path, ("grid", "subject", "roi"), "encoding sidecar")
+        tsv = path.with_suffix(".tsv")
+        if not tsv.is_file():
+            raise FileNotFoundError(f"per-parcel table {tsv} (beside {path.name}) does not exist")
+        df = pd.read_csv(tsv, sep="\t")
+        missing = [c for c in ("parcel", "r", "alpha") if c not in df.columns]
+        if missing:
+            raise ValueError(f"{tsv} lacks column(s) {missing}; found {list(df.columns)}")
+        for key, value in parse_name(str(enc["grid"])).as_dict().items():
+            df[key] = value
+        df["subject"], df["roi"] = str(enc["subject"]), str(enc["roi"])
+        frames.append(df[list(PARCEL_COLUMNS)])
+    if not frames:
+        return pd.DataFrame(columns=list(PARCEL_COLUMNS))
+    out = pd.concat(frames, ignore_index=True)
+    return out.sort_values([*SORT_KEYS, "parcel"], kind="stable").reset_index(drop=True)
+
+
+def write_table(df: pd.DataFrame, out_tsv: str | os.PathLike) -> None:
+    """Write a table as TSV and as Parquet beside it (same name, ``.parquet``), atomically."""
+    write_tsv(out_tsv, df)
+    with atomic_path(Path(out_tsv).with_suffix(".parquet")) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
 def aggregate(
     encoding_jsons: Sequence[str | os.PathLike],
     summaries: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike],
@@ -119,7 +155,8 @@ def aggregate(
     from cortexscale.report.figures import plot_params, plot_scaling
 
     table = collect(encoding_jsons, summaries)
-    write_tsv(out_tsv, table)
+    write_table(table, out_tsv)
+    write_table(collect_parcels(encoding_jsons), Path(out_tsv).with_name("parcels.tsv"))
     if isinstance(figure_dir, str | os.PathLike):
         paths = [Path(figure_dir) / name for name in FIGURE_NAMES]
     else:

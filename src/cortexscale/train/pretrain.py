@@ -31,6 +31,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +46,24 @@ from cortexscale.grid import GridPoint
 from cortexscale.io.atomic import atomic_path, write_json, write_tsv
 from cortexscale.io.provenance import provenance
 from cortexscale.models.gpt import GPT, GPTConfig, count_params, flops_per_token
+from cortexscale.train import ddp
 from cortexscale.train.common import (
     autocast_context,
     grad_scaler,
     peak_memory_mb,
     reset_peak_memory,
     rng_state,
+    set_rng_state,
     set_seed,
     setup_device,
+)
+from cortexscale.train.metrics import device_name, mfu
+from cortexscale.train.resume import (
+    EXIT_REQUEUE,
+    Interrupted,
+    StopSignals,
+    TrainingError,
+    check_compatible,
 )
 
 __all__ = ["CFG_KEYS", "LOG_COLUMNS", "check_cfg", "pretrain"]
@@ -63,6 +74,8 @@ LOG_COLUMNS = ("step", "tokens_seen", "train_loss", "val_loss", "lr", "tokens_pe
 GRAD_CLIP = 1.0  # max global gradient norm (nanoGPT's default)
 BETAS = (0.9, 0.95)
 ORDERS = ("corpus", "stratified")
+#: Resumable checkpoint in ``out_dir`` (removed when the run completes; model.pt remains).
+CHECKPOINT = "checkpoint.pt"
 
 
 def check_cfg(cfg: dict[str, Any] | None) -> dict[str, Any]:
@@ -272,6 +285,7 @@ def pretrain(
     seed: int,
     threads: int = 1,
     device: str = "cpu",
+    on_step: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Train the GPT of one grid point and write ``model.pt``, ``log.tsv``, ``summary.json``.
 
@@ -294,12 +308,24 @@ def pretrain(
     threads : int
         CPU threads for torch.
     device : str
-        ``"cpu"`` or ``"cuda[:N]"``.
+        ``"cpu"`` or ``"cuda[:N]"``; under torchrun (``WORLD_SIZE`` > 1) each process uses
+        ``cuda:LOCAL_RANK`` when ``device`` is ``"cuda"``, and gloo on the CPU.
+    on_step : callable, optional
+        Called with the number of completed steps after each step (tests, progress hooks).
 
     Returns
     -------
     summary : dict
         The content of ``summary.json``.
+
+    Raises
+    ------
+    Interrupted
+        ``SystemExit(75)`` after SIGTERM/SIGUSR2: the step in flight finished and
+        ``out_dir/checkpoint.pt`` holds the state; the same call resumes it bit-exactly.
+    TrainingError
+        NaN loss (naming the step), out of memory (naming a micro-batch to try), or a
+        ``checkpoint.pt`` made for another configuration (naming what differs).
     """
     t0 = time.perf_counter()
     cfg = check_cfg(cfg)
@@ -311,9 +337,16 @@ def pretrain(
     for path in (tokens_h5, frames_h5):
         if not path.is_file():
             raise FileNotFoundError(f"pretrain input not found: {path}")
-    dev = setup_device(device, threads)
+    dist_info = ddp.setup(device)
+    rank, world = dist_info.rank, dist_info.world
+    dev = setup_device(dist_info.device, threads)
     set_seed(seed)
     name = point.name
+    if cfg["batch_size"] % (cfg["grad_accum"] * world):
+        raise ValueError(
+            f"pretrain.batch_size ({cfg['batch_size']}) must be a multiple of grad_accum "
+            f"({cfg['grad_accum']}) x processes ({world})"
+        )
 
     codes_np, codebook_size, prev_np = _read_corpus(tokens_h5, frames_h5)
     subset = read_subset(frames_h5, point.data_size, order)
@@ -334,116 +367,202 @@ def pretrain(
     opt = _optimizer(model, cfg, dev)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg) / cfg["lr"])
     scaler = grad_scaler(point.precision, dev)
-    fwd = torch.compile(model) if cfg["compile"] else model
     stream = ClipStream(train_idx, seed)
+    # what a checkpoint must match to resume this run (checkpoint_every may change)
+    run_args = {**mcfg.to_dict(), "grid": name, "precision": point.precision, "order": order,
+                "seed": int(seed), "world_size": world,
+                **{f"pretrain.{k}": v for k, v in cfg.items() if k != "checkpoint_every"}}
 
     steps, accum = cfg["steps"], cfg["grad_accum"]
-    micro = cfg["batch_size"] // accum
+    micro_global = cfg["batch_size"] // accum  # clips per micro-step, all processes
+    micro = micro_global // world  # clips per micro-step of this process
     n_tok = mcfg.n_tokens
     tokens_per_step = cfg["batch_size"] * n_tok
     fpt = flops_per_token(mcfg)
     log_every = max(1, steps // 100)
     report_every = max(1, steps // 10)
-    rows: list[dict[str, Any]] = []
-    val_loss = float("nan")
-    loss_sum, loss_n, tok_since, train_time = torch.zeros((), device=dev), 0, 0, 0.0
+    ckpt_every = cfg["checkpoint_every"]
+    state = {"rows": [], "val_loss": float("nan"), "train_time": 0.0, "skipped": 0,
+             "loss_sum": 0.0, "loss_n": 0, "tok_since": 0, "start": 0}
+    ckpt_path = out_dir / CHECKPOINT
+    if ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        check_compatible(ck.get("run_args", {}), run_args, ckpt_path)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        scaler.load_state_dict(ck["scaler"])
+        set_rng_state(ck["rng"])
+        stream.position = int(ck["data_position"])
+        state.update(ck["loop"])
+        state["start"] = int(ck["step"])
+        if rank == 0:
+            print(f"[pretrain {name}] resuming from {ckpt_path} at step {state['start']}",
+                  file=sys.stderr)
+    fwd = torch.compile(model) if cfg["compile"] else model
+    if world > 1:
+        fwd = ddp.wrap(fwd, dev)
+    loss_sum = torch.tensor(state["loss_sum"], device=dev)
+    bad_step = torch.tensor(-1, device=dev)  # first step with a non-finite loss (no sync)
+    skipped = torch.zeros((), dtype=torch.long, device=dev)  # fp16 steps the scaler skipped
+    loss_n, tok_since = state["loss_n"], state["tok_since"]
     reset_peak_memory(dev)
     if point.precision != "fp32" and dev.type == "cpu" and not _native_cpu_half(point.precision):
+        if rank == 0:
+            print(
+                f"[pretrain {name}] note: this CPU has no native {point.precision} matmuls; "
+                "autocast emulates them and runs slower than fp32",
+                file=sys.stderr,
+            )
+    if rank == 0:
         print(
-            f"[pretrain {name}] note: this CPU has no native {point.precision} matmuls; "
-            "autocast emulates them and runs slower than fp32",
+            f"[pretrain {name}] {count_params(model):,} params (no emb), {train_idx.size} "
+            f"train clips, {val_idx.size} val clips ({val_from}), {steps} steps on {dev}"
+            + (f" x {world} processes" if world > 1 else ""),
             file=sys.stderr,
         )
-    print(
-        f"[pretrain {name}] {count_params(model):,} params (no emb), {train_idx.size} train "
-        f"clips, {val_idx.size} val clips ({val_from}), {steps} steps on {dev}",
-        file=sys.stderr,
-    )
+
+    def save(path: Path, done: int) -> None:
+        loop = {**state, "loss_sum": float(loss_sum), "loss_n": loss_n, "tok_since": tok_since,
+                "skipped": state["skipped"] + int(skipped)}
+        ckpt = {
+            "model_args": mcfg.to_dict(),
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng_state(),
+            "step": done,
+            "data_position": stream.position,
+            "grid": name,
+            "precision": point.precision,
+            "order": order,
+            "seed": int(seed),
+            "pretrain_cfg": cfg,
+            "run_args": run_args,
+            "loop": loop,
+        }
+        if rank == 0:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                torch.save(ckpt, tmp)
+        ddp.barrier()
 
     model.train()
     tick = time.perf_counter()
-    for step in range(steps):
-        for _ in range(accum):
-            x, c = _batch(codes, prev, stream.next(micro), mcfg.conditioned)
-            with autocast_context(point.precision, dev):
-                _, loss = fwd(x, c)
-            scaler.scale(loss / accum).backward()
-            loss_sum += loss.detach()
-        loss_n += accum
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
-        lr = opt.param_groups[0]["lr"]
-        sched.step()
-        tok_since += tokens_per_step
-        done = step + 1
-        is_eval = done % cfg["eval_every"] == 0 or done == steps
-        if done % log_every and not is_eval:
-            continue
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        elapsed = time.perf_counter() - tick
-        train_time += elapsed
-        row = {
-            "step": done,
-            "tokens_seen": done * tokens_per_step,
-            "train_loss": float(loss_sum) / loss_n,
-            "val_loss": float("nan"),
-            "lr": lr,
-            "tokens_per_s": tok_since / elapsed,
-            "peak_mem_mb": peak_memory_mb(dev),
-        }
-        if is_eval:
-            val_loss = evaluate(
-                fwd, codes, prev, val_idx, micro, mcfg.conditioned, point.precision, dev
-            )
-            row["val_loss"] = val_loss
-        rows.append(row)
-        if done % report_every == 0 or done == steps:
-            val = f"{val_loss:.4f}" if math.isfinite(val_loss) else "-"
-            print(
-                f"[pretrain {name}] step {done}/{steps} train_loss {row['train_loss']:.4f} "
-                f"val_loss {val} lr {lr:.2e} {row['tokens_per_s']:,.0f} tok/s",
-                file=sys.stderr,
-            )
-        loss_sum.zero_()
-        loss_n, tok_since = 0, 0
-        tick = time.perf_counter()
+    done = state["start"]
+    with StopSignals() as stop:
+        for step in range(state["start"], steps):
+            try:
+                for k in range(accum):
+                    idx = stream.next(micro_global)[rank * micro : (rank + 1) * micro]
+                    x, c = _batch(codes, prev, idx, mcfg.conditioned)
+                    with ddp.no_sync(fwd, k < accum - 1), \
+                            autocast_context(point.precision, dev):
+                        _, loss = fwd(x, c)
+                    scaler.scale(loss / accum).backward()
+                    loss_sum += loss.detach()
+                    bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()),
+                                           step + 1, bad_step)
+            except torch.OutOfMemoryError as err:
+                raise TrainingError(_oom_message(cfg, micro, world, dev)) from err
+            loss_n += accum
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+            scale_before = scaler._scale.clone() if scaler.is_enabled() else None
+            scaler.step(opt)
+            scaler.update()
+            if scale_before is not None:  # the scaler lowers its scale when it skips a step
+                skipped += (scaler._scale < scale_before).long().sum()
+            opt.zero_grad(set_to_none=True)
+            lr = opt.param_groups[0]["lr"]
+            sched.step()
+            tok_since += tokens_per_step
+            done = step + 1
+            is_eval = done % cfg["eval_every"] == 0 or done == steps
+            stopping = ddp.any_flag(stop.received is not None, dev)
+            if done % log_every == 0 or is_eval or stopping:
+                if int(bad_step) >= 0:
+                    raise TrainingError(
+                        f"[pretrain {name}] the training loss is not finite (NaN/inf) at step "
+                        f"{int(bad_step)} of {steps} (lr {lr:.2e}, precision "
+                        f"{point.precision}); try a lower pretrain.lr or fp32/bf16"
+                    )
+            if done % log_every == 0 or is_eval:
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                elapsed = time.perf_counter() - tick
+                state["train_time"] += elapsed
+                row = {
+                    "step": done,
+                    "tokens_seen": done * tokens_per_step,
+                    "train_loss": ddp.mean(float(loss_sum) / loss_n, dev),
+                    "val_loss": float("nan"),
+                    "lr": lr,
+                    "tokens_per_s": tok_since / elapsed,
+                    "peak_mem_mb": peak_memory_mb(dev),
+                }
+                if is_eval:
+                    state["val_loss"] = evaluate(
+                        model, codes, prev, val_idx, micro_global, mcfg.conditioned,
+                        point.precision, dev,
+                    )
+                    row["val_loss"] = state["val_loss"]
+                state["rows"].append(row)
+                if rank == 0 and (done % report_every == 0 or done == steps):
+                    v = state["val_loss"]
+                    val = f"{v:.4f}" if math.isfinite(v) else "-"
+                    print(
+                        f"[pretrain {name}] step {done}/{steps} train_loss "
+                        f"{row['train_loss']:.4f} val_loss {val} lr {lr:.2e} "
+                        f"{row['tokens_per_s']:,.0f} tok/s",
+                        file=sys.stderr,
+                    )
+                loss_sum.zero_()
+                loss_n, tok_since = 0, 0
+                tick = time.perf_counter()
+            if stopping:
+                save(ckpt_path, done)
+                msg = (f"[pretrain {name}] signal received: checkpointed step {done}/{steps} "
+                       f"to {ckpt_path}; exiting with code {EXIT_REQUEUE} to be resumed")
+                if rank == 0:
+                    print(msg, file=sys.stderr, flush=True)
+                ddp.teardown()
+                stop.forward()  # e.g. submitit's checkpoint-and-requeue handler
+                raise Interrupted(msg)
+            if ckpt_every and done % ckpt_every == 0 and done < steps:
+                save(ckpt_path, done)
+            if on_step is not None:
+                on_step(done)
 
+    state["skipped"] += int(skipped)
+    if state["skipped"] and rank == 0:
+        print(f"[pretrain {name}] fp16: the gradient scaler skipped {state['skipped']} of "
+              f"{steps} steps (overflow)", file=sys.stderr)
     tokens_seen = steps * tokens_per_step
-    ckpt = {
-        "model_args": mcfg.to_dict(),
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "scaler": scaler.state_dict(),
-        "rng": rng_state(),
-        "step": steps,
-        "data_position": stream.position,
-        "grid": name,
-        "precision": point.precision,
-        "order": order,
-        "seed": int(seed),
-        "pretrain_cfg": cfg,
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "model.pt") as tmp:
-        torch.save(ckpt, tmp)
-    write_tsv(out_dir / "log.tsv", pd.DataFrame(rows, columns=list(LOG_COLUMNS)))
+    save(out_dir / "model.pt", steps)
+    train_time = state["train_time"]
+    tokens_per_s = tokens_seen / train_time if train_time > 0 else float("nan")
+    total_flops = fpt * tokens_seen * mcfg.context // n_tok
     summary = {
         **point.as_dict(),
         "n_params": count_params(model, embeddings=True),
         "n_params_no_emb": count_params(model),
         "flops_per_token": fpt,
         # every processed position costs fpt; a conditioned model also processes the prefix
-        "train_flops": fpt * tokens_seen * mcfg.context // n_tok,
+        "train_flops": total_flops,
         "tokens_seen": tokens_seen,
         "wall_time_s": time.perf_counter() - t0,
         "train_time_s": train_time,
-        "tokens_per_s": tokens_seen / train_time,
-        "final_val_loss": val_loss,
+        "tokens_per_s": tokens_per_s,
+        # MFU of all processes together against the peak of all their devices
+        "mfu": _mfu(total_flops / train_time / world if train_time > 0 else 0.0,
+                    point.precision, dev),
+        "device_name": device_name(dev),
+        "world_size": world,
+        "skipped_steps": state["skipped"],
+        "resumed": state["start"] > 0,
+        "final_val_loss": state["val_loss"],
         "steps": steps,
         "order": order,
         "conditioned": mcfg.conditioned,
@@ -454,5 +573,32 @@ def pretrain(
         "threads": threads,
         **provenance(cfg, seed, stage="pretrain"),
     }
-    write_json(out_dir / "summary.json", summary)
+    if rank == 0:
+        write_tsv(out_dir / "log.tsv", pd.DataFrame(state["rows"], columns=list(LOG_COLUMNS)))
+        write_json(out_dir / "summary.json", summary)
+        ckpt_path.unlink(missing_ok=True)  # model.pt holds the same state
+    ddp.teardown()
     return summary
+
+
+def _oom_message(cfg: dict[str, Any], micro: int, world: int, dev: torch.device) -> str:
+    """Out-of-memory advice: the micro-batch to try and the grad_accum that gives it."""
+    accum = cfg["grad_accum"]
+    per_step = cfg["batch_size"] // world
+    for new_accum in range(accum + 1, per_step + 1):
+        if per_step % new_accum == 0 and cfg["batch_size"] % (new_accum * world) == 0:
+            new_micro = per_step // new_accum
+            if new_micro <= micro // 2 or new_micro == 1:
+                return (
+                    f"out of memory on {dev} with a micro-batch of {micro} clips "
+                    f"(pretrain.batch_size {cfg['batch_size']} / grad_accum {accum}"
+                    + (f" / {world} processes" if world > 1 else "")
+                    + f"); try a micro-batch of {new_micro}: pretrain.grad_accum: {new_accum} "
+                    "(same global batch, same results)"
+                )
+    return (f"out of memory on {dev} with a micro-batch of {micro} clip(s); it cannot be "
+            "smaller: use a smaller model, fewer tokens per clip or a larger device")
+
+
+def _mfu(flops_per_s: float, precision: str, dev: torch.device) -> float | None:
+    return mfu(flops_per_s, precision, dev)

@@ -1,0 +1,216 @@
+"""Ridge engine benchmark: cortexscale ``ridge_cv`` against himalaya and scikit-learn.
+
+Every method runs in its own child process on the same seeded data, so wall time and
+peak resident memory (``ru_maxrss`` of the child, which sees BLAS buffers) are measured
+in isolation. The parent also measures the BLAS GEMM peak (a large float32 matmul) and
+the rate our dominant GEMM (the stacked alpha scoring, ``(k * n_val, r) @ (r, chunk)``)
+reaches on this machine, in the same run.
+
+    python benchmarks/ridge.py                       # 3000 x 1000 x 20000, 11 alphas, 5 folds
+    python benchmarks/ridge.py --targets 5000 --skip sklearn
+
+The last line is
+``RESULT speedup_vs_himalaya=<x> memory_vs_himalaya=<y> alpha_agreement=<z>
+gemm_peak_fraction=<f>``; memory is the child's peak RSS above its RSS once the data is
+built (the data and imports are common to every method).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+METHODS = ("cortexscale", "himalaya", "sklearn")
+
+
+def _rss_mb() -> float:
+    """Current resident memory of this process in MB (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def make_data(n: int, p: int, v: int, n_runs: int, seed: int = 0):
+    """Seeded synthetic encoding data: X (n, p), Y (n, v) float32, groups (n,)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p), dtype=np.float32)
+    X -= X.mean(0)
+    Y = np.empty((n, v), dtype=np.float32)
+    step = 2000
+    for s in range(0, v, step):  # targets with a spread of signal-to-noise ratios
+        vc = min(step, v - s)
+        W = rng.standard_normal((p, vc), dtype=np.float32) / np.sqrt(p)
+        snr = np.logspace(-1.5, 0.5, vc, dtype=np.float32)
+        Y[:, s:s + vc] = (X @ W) * snr + rng.standard_normal((n, vc), dtype=np.float32)
+    Y -= Y.mean(0)
+    groups = np.repeat(np.arange(n_runs), int(np.ceil(n / n_runs)))[:n]
+    return X, Y, groups
+
+
+def child(args) -> None:
+    """Run one method, write its result JSON and best alphas."""
+    X, Y, groups = make_data(args.samples, args.features, args.targets, args.runs)
+    alphas = np.logspace(-2, 8, args.alphas)
+    from cortexscale.encoding.ridge import group_kfold
+
+    folds = group_kfold(groups, args.folds)
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    if args.child == "cortexscale":
+        from cortexscale.encoding.ridge import ridge_cv
+
+        res = ridge_cv(X, Y, groups, alphas, n_folds=args.folds, score="r2",
+                       dtype="float32", chunk_size=args.chunk)
+        best = res.best_alpha
+    elif args.child == "himalaya":
+        from himalaya.ridge import RidgeCV
+        from himalaya.scoring import r2_score
+
+        model = RidgeCV(alphas=alphas, fit_intercept=False, cv=folds,
+                        solver_params=dict(score_func=r2_score))
+        model.fit(X, Y)
+        best = np.asarray(model.best_alphas_)
+    else:
+        from sklearn.linear_model import RidgeCV
+
+        model = RidgeCV(alphas=alphas, fit_intercept=False, alpha_per_target=True)
+        model.fit(X, Y)  # efficient leave-one-out (GCV): sklearn has no grouped per-target CV
+        best = np.asarray(model.alpha_)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB -> MB
+    np.save(os.path.join(args.out, f"{args.child}.npy"), best)
+    with open(os.path.join(args.out, f"{args.child}.json"), "w") as f:
+        json.dump({"wall_s": wall, "peak_mb": peak, "base_mb": base}, f)
+
+
+def gemm_rate(m: int, k: int, n: int, repeat: int = 3) -> float:
+    """Best float32 GEMM rate in GFLOP/s for (m, k) @ (k, n)."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    a @ b
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * m * k * n / best / 1e9
+
+
+def gpu(args) -> None:
+    """torch backend on CUDA: float32 timed, float64 for the alpha agreement."""
+    import torch
+
+    from cortexscale.encoding.ridge import ridge_cv
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    n, p, v = args.samples, args.features, args.targets
+    X = torch.randn(n, p, device="cuda", generator=g)
+    X -= X.mean(0)
+    Y = torch.empty(n, v, device="cuda")
+    for s in range(0, v, 20000):
+        vc = min(20000, v - s)
+        W = torch.randn(p, vc, device="cuda", generator=g) / p ** 0.5
+        snr = torch.logspace(-1.5, 0.5, vc, device="cuda")
+        Y[:, s:s + vc] = (X @ W) * snr + torch.randn(n, vc, device="cuda", generator=g)
+    Y -= Y.mean(0)
+    groups = np.repeat(np.arange(args.runs), int(np.ceil(n / args.runs)))[:n]
+    alphas = np.logspace(-2, 8, args.alphas)
+    print(f"GPU {torch.cuda.get_device_name()}: {n} samples x {p} features x {v} targets, "
+          f"{args.alphas} alphas, {args.folds} folds", flush=True)
+    res = {}
+    for dtype in ("float32", "float32", "float64"):  # first float32 run warms up
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        res[dtype] = ridge_cv(X, Y, groups, alphas, n_folds=args.folds, score="r2",
+                              dtype=dtype, chunk_size=args.chunk, backend="torch")
+        torch.cuda.synchronize()
+        print(f"{dtype}: {time.perf_counter() - t0:.2f} s, peak GPU memory "
+              f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB", flush=True)
+    agree = np.mean(res["float32"].best_alpha == res["float64"].best_alpha)
+    print(f"RESULT gpu_alpha_agreement_float32_vs_float64={agree:.5f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=3000)
+    ap.add_argument("--features", type=int, default=1000)
+    ap.add_argument("--targets", type=int, default=20000)
+    ap.add_argument("--alphas", type=int, default=11)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=10, help="runs (CV groups)")
+    ap.add_argument("--chunk", type=int, default=5000, help="cortexscale chunk_size")
+    ap.add_argument("--skip", nargs="*", default=[], choices=METHODS)
+    ap.add_argument("--gpu", action="store_true",
+                    help="time the torch backend on CUDA only (e.g. --samples 10000 "
+                         "--features 2000 --targets 300000 --chunk 20000)")
+    ap.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+    if args.gpu:
+        return gpu(args)
+
+    from threadpoolctl import threadpool_info
+
+    blas = [f"{i['internal_api']} {i['version']} ({i.get('architecture')}, "
+            f"{i['num_threads']} threads)" for i in threadpool_info()
+            if i["user_api"] == "blas"]
+    print(f"machine: {os.cpu_count()} cores; BLAS: {'; '.join(blas)}; "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')!r}")
+    print(f"data: {args.samples} samples x {args.features} features x {args.targets} "
+          f"targets, {args.alphas} alphas, {args.folds} folds over {args.runs} runs")
+    results = {}
+    with tempfile.TemporaryDirectory() as out:
+        for method in METHODS:
+            if method in args.skip:
+                continue
+            cmd = [sys.executable, __file__, "--child", method, "--out", out]
+            for key in ("samples", "features", "targets", "alphas", "folds", "runs", "chunk"):
+                cmd += [f"--{key}", str(getattr(args, key))]
+            subprocess.run(cmd, check=True)
+            with open(os.path.join(out, f"{method}.json")) as f:
+                results[method] = json.load(f)
+            results[method]["best"] = np.load(os.path.join(out, f"{method}.npy"))
+            r = results[method]
+            print(f"{method:12s} wall {r['wall_s']:8.2f} s   peak RSS {r['peak_mb']:8.0f} MB "
+                  f"(+{r['peak_mb'] - r['base_mb']:.0f} MB over the data)", flush=True)
+
+    n_val = args.samples // args.folds
+    peak = ours = 0.0
+    for _ in range(3):  # interleaved, best of each: robust to load from elsewhere
+        peak = max(peak, gemm_rate(4096, 4096, 4096))
+        ours = max(ours, gemm_rate(args.alphas * n_val, min(args.features, args.samples - n_val),
+                                   min(args.chunk, args.targets)))
+    frac = ours / peak
+    print(f"BLAS float32 GEMM peak (4096^3): {peak:.1f} GFLOP/s; dominant GEMM "
+          f"({args.alphas * n_val} x {args.features}) @ ({args.features} x {args.chunk}): "
+          f"{ours:.1f} GFLOP/s = {frac:.2f} of peak")
+
+    speed = mem = agree = float("nan")
+    if "cortexscale" in results and "himalaya" in results:
+        c, h = results["cortexscale"], results["himalaya"]
+        speed = h["wall_s"] / c["wall_s"]
+        mem = (c["peak_mb"] - c["base_mb"]) / (h["peak_mb"] - h["base_mb"])
+        agree = float(np.mean(np.isclose(c["best"], h["best"], rtol=1e-6)))
+        print(f"himalaya / cortexscale wall: {speed:.2f}x; memory ratio (over the data) "
+              f"{mem:.2f}; total peak ratio {c['peak_mb'] / h['peak_mb']:.2f}")
+    if "cortexscale" in results and "sklearn" in results:
+        s = results["sklearn"]
+        print(f"sklearn / cortexscale wall: {s['wall_s'] / results['cortexscale']['wall_s']:.2f}x"
+              f"; alpha agreement with sklearn's leave-one-out choice (not the same CV): "
+              f"{np.mean(np.isclose(results['cortexscale']['best'], s['best'])):.3f}")
+    print(f"RESULT speedup_vs_himalaya={speed:.2f} memory_vs_himalaya={mem:.2f} "
+          f"alpha_agreement={agree:.4f} gemm_peak_fraction={frac:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+# Stage 7: the study's answer: scaling fits, the compute frontier, factor tests, a summary.
+
+
+rule analyse:
+    input:
+        table=ENCODING_TABLE,
+        parcels=PARCEL_TABLE,
+    output:
+        fits=report(
+            f"{RESULTS}/tables/scaling_fits.tsv",
+            caption="../report/scaling_fits.rst",
+            category="Tables",
+        ),
+        frontier=f"{RESULTS}/tables/frontier.tsv",
+        allocation=f"{RESULTS}/tables/allocation.tsv",
+        comparisons=report(
+            f"{RESULTS}/tables/comparisons.tsv",
+            caption="../report/comparisons.rst",
+            category="Tables",
+        ),
+        summary=report(
+            SUMMARY,
+            caption="../report/summary.rst",
+            category="Summary",
+        ),
+        figure=report(
+            FRONTIER_FIGURE,
+            caption="../report/frontier.rst",
+            category="Figures",
+        ),
+    params:
+        cfg=sections("study", "seed", "scaling"),
+        out_dir=parent("fits"),
+    conda:
+        "../envs/cortexscale.yaml"
+    log:
+        f"{LOGS}/analyse.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb(),
+        runtime=runtime(0.5),
+    shell:
+        "cortexscale analyse --sections {params.cfg} --table {input.table}"
+        " --parcels {input.parcels} --out-dir {params.out_dir} --summary {output.summary}"
+        " --frontier-figure {output.figure} 2> {log}"
