@@ -161,7 +161,7 @@ def _check_fmri(cfg: dict[str, Any], problems: list[str]) -> None:
                 f"{len(cfg['rois'])} ROIs in 'rois'"
             )
     elif "root" not in fmri:
-        problems.append("fmri.root is required when fmri.source is 'prepared'")
+        problems.append(f"fmri.root is required when fmri.source is {fmri['source']!r}")
     enc = cfg["encoding"]
     if enc["alphas"]["min"] > enc["alphas"]["max"]:
         problems.append(

@@ -22,7 +22,10 @@ DEVICE = device_for(config)
 
 CORPUS = f"{RESULTS}/data/corpus/frames.h5"
 SYNTHETIC_FMRI = config["fmri"]["source"] == "synthetic"
-FMRI_ROOT = f"{RESULTS}/data/fmri" if SYNTHETIC_FMRI else config["fmri"]["root"]
+# real datasets in another layout are imported into results/ (rule fmri_import)
+IMPORTED_FMRI = config["fmri"]["source"] in ("algonauts2025", "nifti", "algonauts2023")
+FMRI_IN_RESULTS = SYNTHETIC_FMRI or IMPORTED_FMRI
+FMRI_ROOT = f"{RESULTS}/data/fmri" if FMRI_IN_RESULTS else config["fmri"]["root"]
 FMRI_RUNS = f"{FMRI_ROOT}/runs.tsv"
 FMRI_MARKER = f"{RESULTS}/checks/fmri.json"
 VQVAE = f"{RESULTS}/tokenizer/vqvae.pt"

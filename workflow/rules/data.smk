@@ -19,12 +19,8 @@ rule corpus:
 
 
 # Real datasets in another layout are converted once into the internal layout under
-# results/, so every later stage reads one format. (These two names belong with the
-# others in common.smk; they are set here because this file owns the fMRI stage.)
-IMPORTED_FMRI = config["fmri"]["source"] in ("algonauts2025", "nifti", "algonauts2023")
+# results/, so every later stage reads one format.
 if IMPORTED_FMRI:
-    FMRI_ROOT = f"{RESULTS}/data/fmri"
-    FMRI_RUNS = f"{FMRI_ROOT}/runs.tsv"
 
     rule fmri_import:
         # fmri.root is a parameter, not an input (it lies outside results/): a dry run
@@ -74,12 +70,12 @@ rule fmri_check:
     # a broken dataset stops the study before any model is trained. A user's own
     # (prepared) dataset is a parameter, not an input: its folder lies outside results/.
     input:
-        runs=FMRI_RUNS if SYNTHETIC_FMRI or IMPORTED_FMRI else [],
+        runs=FMRI_RUNS if FMRI_IN_RESULTS else [],
     output:
         FMRI_MARKER,
     params:
         cfg=sections("subjects", "rois"),
-        fmri_root=parent("runs") if SYNTHETIC_FMRI or IMPORTED_FMRI else FMRI_ROOT,
+        fmri_root=parent("runs") if FMRI_IN_RESULTS else FMRI_ROOT,
     conda:
         "../envs/cortexscale.yaml"
     log:
