@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from cortexscale.grid import expand
-from cortexscale.scaling.table import TABLE_COLUMNS, aggregate, collect
+from cortexscale.scaling.table import PARCEL_COLUMNS, TABLE_COLUMNS, aggregate, collect
 
 GRID = {"data_sizes": [2048, 8192], "base": {"hidden": 64, "layers": 2, "heads": 2},
         "vary": {"hidden": [32]}, "mode": "one_at_a_time", "precision": ["fp32", "bf16"]}
@@ -24,7 +25,13 @@ def _write_study(tmp_path, rng):
         n_params = p.hidden * 1000
         path.write_text(json.dumps({**p.as_dict(), "n_params": n_params,
                                     "train_flops": 6 * n_params * p.data_size,
+                                    "tokens_seen": 64 * 100, "wall_time_s": 1.0 + p.hidden,
                                     "final_val_loss": 3.0 - p.data_size / 1e4}))
+        steps = np.arange(1, 11)
+        pd.DataFrame({"step": steps, "tokens_seen": 64 * steps, "train_loss": 5.0 / steps,
+                      "val_loss": np.where(steps % 5 == 0, 4.0 / steps, np.nan), "lr": 1e-3,
+                      "tokens_per_s": 100.0, "peak_mem_mb": 10.0}).to_csv(
+            path.with_name("log.tsv"), sep="\t", index=False)
         sums[p.name] = path
         for s in SUBJECTS:
             for roi in ROIS:
@@ -34,6 +41,10 @@ def _write_study(tmp_path, rng):
                 enc.write_text(json.dumps({
                     "grid": p.name, "subject": s, "roi": roi, "layer": 1, "mean_r": r,
                     "median_r": r, "max_r": r + 0.1, "n_parcels": 16, "n_excluded": 0}))
+                pd.DataFrame({"parcel": np.arange(16), "roi": roi,
+                              "r": rng.uniform(-0.1, 0.6, 16), "alpha": 10.0, "n_train": 100,
+                              "n_test": 50}).to_csv(enc.with_suffix(".tsv"), sep="\t",
+                                                    index=False)
                 encs.append(enc)
     return points, encs, sums
 
@@ -66,11 +77,36 @@ def test_aggregate_writes_table_and_figures(tmp_path, rng):
     aggregate(encs, sums, out, figs)
     table = pd.read_csv(out, sep="\t")
     assert list(table.columns) == list(TABLE_COLUMNS) and len(table) == 32
-    for name in ("scaling_data_size", "scaling_params"):
+    parcels = pd.read_csv(out.with_name("parcels.tsv"), sep="\t")
+    assert len(parcels) == 32 * 16 and list(parcels.columns) == list(PARCEL_COLUMNS)
+    assert pd.read_parquet(out.with_suffix(".parquet")).equals(table)
+    for name in ("scaling_data_size", "scaling_params", "loss_curves", "precision"):
         for ext in ("png", "svg"):
             assert (figs / f"{name}.{ext}").stat().st_size > 1000
     assert not list(figs.glob(".*"))
     # explicit figure paths, as the CLI passes them
-    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    paths = [tmp_path / f"{name}.png" for name in "abcd"]
     aggregate(encs, sums, out, paths)
     assert all(p.exists() for p in paths)
+
+
+def test_analyse_writes_fits_frontier_comparisons_and_summary(tmp_path, rng):
+    from cortexscale.scaling.analyse import analyse
+
+    _, encs, sums = _write_study(tmp_path, rng)
+    out = tmp_path / "tables" / "encoding.tsv"
+    aggregate(encs, sums, out, tmp_path / "figures")
+    analyse(out, out.with_name("parcels.tsv"), out.parent, tmp_path / "summary.md",
+            tmp_path / "frontier.png", n_boot=20)
+    fits = pd.read_csv(out.with_name("scaling_fits.tsv"), sep="\t")
+    # data size varies for every model and precision; parameters for every size and precision
+    assert set(fits["axis"]) == {"data_size", "n_params", "train_flops"}
+    pooled = fits[(fits["subject"] == "all") & (fits["roi"] == "all")]
+    assert set(pooled["law"]) == {"loglinear", "saturating"}
+    frontier = pd.read_csv(out.with_name("frontier.tsv"), sep="\t")
+    assert frontier["on_front"].any() and set(frontier["roi"]) == {"scene", "early", "all"}
+    comparisons = pd.read_csv(out.with_name("comparisons.tsv"), sep="\t")
+    assert set(comparisons["factor"]) == {"hidden", "precision"}
+    summary = (tmp_path / "summary.md").read_text()
+    assert "tenfold increase" in summary and "hidden 64 vs 32" in summary
+    assert (tmp_path / "frontier.png").stat().st_size > 1000

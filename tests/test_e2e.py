@@ -44,6 +44,13 @@ def test_tiny_study_end_to_end(tmp_path):
     summary = (tmp_path / "results" / "summary.md").read_text()
     assert "tenfold increase" in summary and "compute frontier" in summary
     assert (tmp_path / "results" / "figures" / "frontier.png").stat().st_size > 1000
+    for fig in ("loss_curves.png", "precision.png"):
+        assert (tmp_path / "results" / "figures" / fig).stat().st_size > 1000
+    report = run_snakemake(tmp_path, "--configfile", str(path), "--report",
+                           str(tmp_path / "results" / "report.html"))
+    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
+    html = (tmp_path / "results" / "report.html").read_text(errors="replace")
+    assert "scaling_fits.tsv" in html and "frontier.png" in html
     # every stage left its log
     assert (tmp_path / "logs" / "tokenizer.log").is_file()
 

@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pretraining summaries (results/pretrain/GRID/summary.json)")
     p.add_argument("--out", required=True, type=Path, help="the tidy table (TSV)")
     p.add_argument("--figures", required=True, nargs="+", type=Path,
-                   help="figure files: data-size scaling, parameter scaling")
+                   help="figure files: data-size scaling, parameter scaling, loss curves, precision")
     p.set_defaults(func=cmd_aggregate)
     p = add("analyse", cmd_analyse,
             "fit scaling laws, find the compute frontier, test the factors, summarise")

@@ -5,6 +5,7 @@ rule aggregate:
     input:
         encoding=encoding_outputs("json"),
         summaries=expand(f"{RESULTS}/pretrain/{{grid}}/summary.json", grid=GRID_NAMES),
+        logs=expand(f"{RESULTS}/pretrain/{{grid}}/log.tsv", grid=GRID_NAMES),
     output:
         table=report(
             ENCODING_TABLE,

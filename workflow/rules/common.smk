@@ -37,6 +37,8 @@ FRONTIER_FIGURE = f"{RESULTS}/figures/frontier.png"
 SCALING_FIGURES = [
     f"{RESULTS}/figures/scaling_data_size.png",
     f"{RESULTS}/figures/scaling_params.png",
+    f"{RESULTS}/figures/loss_curves.png",
+    f"{RESULTS}/figures/precision.png",
 ]
 
 

@@ -16,7 +16,10 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from cortexscale.io.atomic import atomic_path  # noqa: E402
 
-__all__ = ["plot_frontier", "plot_params", "plot_scaling", "save_figure"]
+__all__ = [
+    "plot_frontier", "plot_loss_curves", "plot_params", "plot_precision", "plot_scaling",
+    "save_figure",
+]
 
 _NEEDED = ("data_size", "hidden", "layers", "heads", "precision", "roi", "mean_r", "n_params")
 
@@ -114,3 +117,50 @@ def plot_frontier(frontier: pd.DataFrame, out_png: str | os.PathLike) -> None:
     g.set_axis_labels("training compute (FLOPs)", "mean test r (over parcels, subjects)")
     g.set_titles(col_template="{col_name}")
     save_figure(g.figure, out_png)
+
+
+def plot_loss_curves(logs: pd.DataFrame, out_png: str | os.PathLike) -> None:
+    """Training and validation loss against tokens seen for every grid point: one panel
+    per data size, one line per model configuration, style by precision.
+
+    Writes ``out_png`` and the SVG beside it.
+    """
+    needed = ("tokens_seen", "train_loss", "val_loss", "data_size", "precision")
+    missing = [c for c in needed if c not in logs.columns]
+    if missing:
+        raise ValueError(f"training logs lack column(s) {missing}")
+    data = _check(logs.assign(roi="", mean_r=0.0, n_params=0))
+    sizes = sorted(data["data_size"].unique())
+    g = sns.relplot(
+        data=data, x="tokens_seen", y="train_loss", hue="model", style="precision",
+        col="data_size", col_order=sizes, kind="line", height=3.0, aspect=1.2, alpha=0.6,
+        facet_kws={"sharey": True},
+    )
+    for size, ax in zip(sizes, g.axes.flat, strict=False):
+        val = data[(data["data_size"] == size)].dropna(subset=["val_loss"])
+        sns.scatterplot(data=val, x="tokens_seen", y="val_loss", hue="model", style="precision",
+                        ax=ax, legend=False, s=18)
+    g.set_axis_labels("tokens seen", "loss (lines: train, dots: validation)")
+    g.set_titles(col_template="data size {col_name} frames")
+    save_figure(g.figure, out_png)
+
+
+def plot_precision(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
+    """Precision against accuracy and training time: mean r (left) and pretraining wall time
+    (right) per model configuration, bars by precision, averaged over data sizes,
+    subjects and ROIs.
+
+    Writes ``out_png`` and the SVG beside it.
+    """
+    data = _check(table)
+    if "wall_time_s" not in data.columns:
+        raise ValueError("table lacks column 'wall_time_s'")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    sns.barplot(data=data, x="model", y="mean_r", hue="precision", errorbar="se", ax=axes[0])
+    axes[0].set(xlabel="model", ylabel="mean test r")
+    times = data.drop_duplicates("grid")
+    sns.barplot(data=times, x="model", y="wall_time_s", hue="precision", errorbar="se",
+                ax=axes[1])
+    axes[1].set(xlabel="model", ylabel="pretraining wall time (s)")
+    fig.tight_layout()
+    save_figure(fig, out_png)

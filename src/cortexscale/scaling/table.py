@@ -17,10 +17,12 @@ __all__ = ["PARCEL_COLUMNS", "TABLE_COLUMNS", "aggregate", "collect", "collect_p
 
 GRID_COLUMNS = ("grid", "data_size", "hidden", "layers", "heads", "precision")
 ENCODING_KEYS = ("subject", "roi", "n_parcels", "mean_r", "median_r", "max_r")
-SUMMARY_KEYS = ("n_params", "train_flops", "tokens_seen", "final_val_loss")
+SUMMARY_KEYS = ("n_params", "train_flops", "tokens_seen", "final_val_loss", "wall_time_s")
 TABLE_COLUMNS = GRID_COLUMNS + ENCODING_KEYS + SUMMARY_KEYS
 SORT_KEYS = ["data_size", "hidden", "layers", "heads", "precision", "subject", "roi"]
-FIGURE_NAMES = ("scaling_data_size.png", "scaling_params.png")
+FIGURE_NAMES = (
+    "scaling_data_size.png", "scaling_params.png", "loss_curves.png", "precision.png"
+)
 PARCEL_COLUMNS = GRID_COLUMNS + ("subject", "roi", "parcel", "r", "alpha")
 
 
@@ -130,6 +132,17 @@ def write_table(df: pd.DataFrame, out_tsv: str | os.PathLike) -> None:
         df.to_parquet(tmp, index=False)
 
 
+def collect_logs(summaries: Mapping[str, str | os.PathLike]) -> pd.DataFrame:
+    """Training logs (the ``log.tsv`` beside each summary) stacked, with a ``grid`` column."""
+    frames = []
+    for grid, path in summaries.items():
+        log = Path(path).with_name("log.tsv")
+        if not log.is_file():
+            raise FileNotFoundError(f"training log {log} (beside {Path(path).name}) does not exist")
+        frames.append(pd.read_csv(log, sep="\t").assign(**parse_name(grid).as_dict()))
+    return pd.concat(frames, ignore_index=True)
+
+
 def aggregate(
     encoding_jsons: Sequence[str | os.PathLike],
     summaries: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike],
@@ -144,15 +157,20 @@ def aggregate(
         As for :func:`collect`.
     out_tsv : path-like
         ``results/tables/encoding.tsv`` (written atomically).
-    figure_dir : path-like or sequence of two path-likes
-        A folder that receives ``scaling_data_size.png`` and ``scaling_params.png``
-        (with SVG copies), or the two PNG paths themselves, in that order.
+    figure_dir : path-like or sequence of four path-likes
+        A folder that receives ``FIGURE_NAMES`` (data-size scaling, parameter scaling, loss
+        curves, precision; with SVG copies), or the four PNG paths, in that order.
 
     Returns
     -------
     table : DataFrame
     """
-    from cortexscale.report.figures import plot_params, plot_scaling
+    from cortexscale.report.figures import (
+        plot_loss_curves,
+        plot_params,
+        plot_precision,
+        plot_scaling,
+    )
 
     table = collect(encoding_jsons, summaries)
     write_table(table, out_tsv)
@@ -161,10 +179,13 @@ def aggregate(
         paths = [Path(figure_dir) / name for name in FIGURE_NAMES]
     else:
         paths = [Path(p) for p in figure_dir]
-        if len(paths) != 2:
+        if len(paths) != len(FIGURE_NAMES):
             raise ValueError(
-                f"figure paths must be 2 (data-size scaling, parameter scaling), got {paths}"
+                f"figure paths must be {len(FIGURE_NAMES)} (data-size scaling, parameter "
+                f"scaling, loss curves, precision), got {paths}"
             )
     plot_scaling(table, paths[0])
     plot_params(table, paths[1])
+    plot_loss_curves(collect_logs(_summary_paths(summaries)), paths[2])
+    plot_precision(table, paths[3])
     return table

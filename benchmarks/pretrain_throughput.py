@@ -1,0 +1,135 @@
+"""Pretraining throughput: tokens/s and MFU of the paper's base GPT per precision and compile.
+
+The paper's base config: 576 hidden, 8 layers, 4 heads, a 2048-code vocabulary and a
+4 x 8 x 8 = 256-token clip. Each case runs the training step of ``cortexscale pretrain``
+(autocast, gradient scaler for fp16, clipping at 1.0, fused AdamW on CUDA) on random codes
+held on the device, times ``--steps`` steps after ``--warmup`` steps, and reports tokens/s,
+MFU (:mod:`cortexscale.train.metrics`; fp32 on a GPU counts as TF32 when TF32 matmuls are
+on, which is cortexscale's default) and peak memory. ``--no-tf32`` turns TF32 off so that
+fp32 is true fp32 (then scored against the fp32 peak).
+
+Last line: ``RESULT device=<name> bf16_vs_fp32=<x> mfu_bf16=<y>`` (best over compile on/off).
+
+Examples::
+
+    python benchmarks/pretrain_throughput.py                      # GPU if there is one
+    python benchmarks/pretrain_throughput.py --device cpu --batch 2 --steps 2 --warmup 1 \\
+        --compile off --precisions fp32
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from cortexscale.models.gpt import GPT, GPTConfig, flops_per_token
+from cortexscale.train.common import (
+    autocast_context,
+    grad_scaler,
+    peak_memory_mb,
+    reset_peak_memory,
+    setup_device,
+)
+from cortexscale.train.metrics import device_name, matmul_precision, mfu
+
+BASE = {"vocab_size": 2048, "shape": (4, 8, 8), "hidden": 576, "layers": 8, "heads": 4}
+
+
+def run_case(precision: str, compiled: bool, batch: int, steps: int, warmup: int,
+             dev: torch.device) -> dict:
+    torch.manual_seed(0)
+    cfg = GPTConfig(**BASE)
+    model = GPT(cfg).to(dev)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    other = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.01}, {"params": other, "weight_decay": 0.0}],
+        lr=3e-4, betas=(0.9, 0.95), fused=dev.type == "cuda" or None,
+    )
+    scaler = grad_scaler(precision, dev)
+    fwd = torch.compile(model) if compiled else model
+    codes = torch.randint(0, cfg.vocab_size, (steps + warmup, batch, *cfg.shape), device=dev)
+
+    def step(i: int) -> None:
+        with autocast_context(precision, dev):
+            _, loss = fwd(codes[i])
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+
+    for i in range(warmup):
+        step(i)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    reset_peak_memory(dev)
+    t0 = time.perf_counter()
+    for i in range(warmup, warmup + steps):
+        step(i)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    dt = time.perf_counter() - t0
+    tok_s = steps * batch * cfg.n_tokens / dt
+    m = mfu(tok_s * flops_per_token(cfg), precision, dev)
+    return {"precision": precision, "compile": compiled, "tokens_per_s": tok_s, "mfu": m,
+            "peak_mem_mb": peak_memory_mb(dev), "matmul": matmul_precision(precision, dev)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batch", type=int, default=None, help="clips per step (GPU 128, CPU 2)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps (GPU 30, CPU 2)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps (GPU 10, CPU 1)")
+    ap.add_argument("--precisions", default="fp32,fp16,bf16")
+    ap.add_argument("--compile", choices=["on", "off", "both"], default="both")
+    ap.add_argument("--no-tf32", action="store_true", help="true fp32 matmuls on a GPU")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    dev = setup_device(args.device, args.threads)
+    gpu = dev.type == "cuda"
+    if gpu and args.no_tf32:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    batch = args.batch or (128 if gpu else 2)
+    steps = args.steps or (30 if gpu else 2)
+    warmup = args.warmup if args.warmup is not None else (10 if gpu else 1)
+    compiles = {"on": [True], "off": [False], "both": [False, True]}[args.compile]
+    name = device_name(dev)
+    cfg = GPTConfig(**BASE)
+    print(f"device {name}, torch {torch.__version__}, batch {batch} clips x {cfg.n_tokens} "
+          f"tokens, {steps} timed steps after {warmup}, {flops_per_token(cfg) / 1e9:.3f} "
+          "GFLOP/token", flush=True)
+    print("precision\tmatmul\tcompile\ttokens_per_s\tmfu\tpeak_mem_mb", flush=True)
+    results = []
+    for compiled in compiles:
+        for precision in args.precisions.split(","):
+            try:
+                r = run_case(precision, compiled, batch, steps, warmup, dev)
+            except Exception as err:  # report and go on: one failing case must not hide others
+                print(f"{precision}\t-\t{compiled}\tfailed: {type(err).__name__}: {err}",
+                      file=sys.stderr, flush=True)
+                continue
+            results.append(r)
+            m = "null" if r["mfu"] is None else f"{r['mfu']:.3f}"
+            print(f"{precision}\t{r['matmul']}\t{compiled}\t{r['tokens_per_s']:.0f}\t{m}\t"
+                  f"{r['peak_mem_mb']:.0f}", flush=True)
+
+    def best(p: str) -> dict | None:
+        rs = [r for r in results if r["precision"] == p]
+        return max(rs, key=lambda r: r["tokens_per_s"]) if rs else None
+
+    b16, f32 = best("bf16"), best("fp32")
+    ratio = f"{b16['tokens_per_s'] / f32['tokens_per_s']:.2f}" if b16 and f32 else "null"
+    mfu_b = "null" if not b16 or b16["mfu"] is None else f"{b16['mfu']:.3f}"
+    print(f"RESULT device={name.replace(' ', '_')} bf16_vs_fp32={ratio} mfu_bf16={mfu_b}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
