@@ -40,7 +40,8 @@ def _write_study(tmp_path, rng):
                 r = float(rng.uniform(0, 0.5))
                 enc.write_text(json.dumps({
                     "grid": p.name, "subject": s, "roi": roi, "layer": 1, "mean_r": r,
-                    "median_r": r, "max_r": r + 0.1, "n_parcels": 16, "n_excluded": 0}))
+                    "median_r": r, "max_r": r + 0.1, "n_parcels": 16, "n_excluded": 0,
+                    "mean_normalised": 100 * r**2, "n_significant": 3}))
                 pd.DataFrame({"parcel": np.arange(16), "roi": roi,
                               "r": rng.uniform(-0.1, 0.6, 16), "alpha": 10.0, "n_train": 100,
                               "n_test": 50}).to_csv(enc.with_suffix(".tsv"), sep="\t",

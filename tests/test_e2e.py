@@ -10,7 +10,7 @@ from cortexscale.grid import expand
 
 COLUMNS = [
     "grid", "data_size", "hidden", "layers", "heads", "precision", "subject", "roi",
-    "n_parcels", "mean_r", "median_r", "max_r", "n_params", "train_flops", "tokens_seen",
+    "n_parcels", "mean_r", "median_r", "max_r", "mean_normalised", "n_significant", "n_params", "train_flops", "tokens_seen",
     "final_val_loss",
 ]
 

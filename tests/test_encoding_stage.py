@@ -76,6 +76,22 @@ def test_recovers_planted_weights(tmp_path, rng):
     assert side["n_folds"] == 4
     assert side["mean_r"] == pytest.approx(table["r"].mean())
     assert not list(out.parent.glob(".*.tmp"))
+    # strong signal, two repeats: high ceiling, every parcel significant, normalised <= 100
+    assert (table["noise_ceiling"] > 50).all() and (table["noise_ceiling"] <= 100).all()
+    assert table["significant"].all() and (table["p"] < 0.01).all()
+    assert ((table["score_normalised"] > 50) & (table["score_normalised"] <= 100)).all()
+    assert side["n_significant"] == 3
+    assert side["mean_normalised"] == pytest.approx(table["score_normalised"].mean())
+
+
+def test_pure_noise_is_not_significant(tmp_path, rng):
+    feats, root = _make_study(tmp_path / "fmri", rng, noise=100.0)
+    out = tmp_path / "e.tsv"
+    side = run_encoding(feats, root, "sub-01", "scene", out, {**CFG, "n_permutations": 200},
+                        grid="g")
+    assert side["n_significant"] == 0
+    table = pd.read_csv(out, sep="\t")
+    assert (table["noise_ceiling"] < 20).all()
 
 
 def test_wrong_layer_gives_low_r(tmp_path, rng):
@@ -114,8 +130,8 @@ def test_constant_parcel_is_excluded(tmp_path, rng):
 
 
 def test_config_is_checked():
-    with pytest.raises(ValueError, match=r"unknown key\(s\) 'backend' in 'encoding'"):
-        check_encoding_config({**CFG, "backend": "torch"})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) 'bogus' in 'encoding'"):
+        check_encoding_config({**CFG, "bogus": "torch"})
     with pytest.raises(ValueError, match="'encoding.score' must be one of"):
         check_encoding_config({**CFG, "score": "mse"})
     with pytest.raises(ValueError, match=r"'encoding.delays': \[1, 1\] has non-unique elements"):

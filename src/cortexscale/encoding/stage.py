@@ -22,13 +22,18 @@ from cortexscale.config import section
 from cortexscale.data.fmri import FmriDataset
 from cortexscale.encoding.delays import make_delays, zscore_per_run
 from cortexscale.encoding.metrics import pearson_r
+from cortexscale.encoding.noise_ceiling import ncsnr, noise_ceiling_nsd, normalised_score
 from cortexscale.encoding.ridge import ridge_cv, ridge_predict
+from cortexscale.encoding.significance import block_permutation_test
 from cortexscale.io.atomic import write_json, write_tsv
 from cortexscale.io.provenance import provenance
 
 __all__ = ["TSV_COLUMNS", "check_encoding_config", "run_encoding"]
 
-TSV_COLUMNS = ("parcel", "roi", "r", "alpha", "n_train", "n_test")
+TSV_COLUMNS = (
+    "parcel", "roi", "r", "alpha", "n_train", "n_test", "noise_ceiling", "score_normalised",
+    "p", "significant",
+)
 
 
 def _log(msg: str) -> None:
@@ -158,6 +163,22 @@ def _average_repeats(test: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _repeat_stack(test: list[dict[str, Any]]) -> np.ndarray | None:
+    """Z-scored test repeats stacked as (n_repeats, n_TR, v), stimuli concatenated in time;
+    None unless every test stimulus was shown the same number (>= 2) of times."""
+    merged: dict[str, list[np.ndarray]] = {}
+    for r in test:
+        merged.setdefault(r["stimulus"], []).append(r["y"])
+    counts = {len(reps) for reps in merged.values()}
+    if len(counts) != 1 or counts.pop() < 2:
+        return None
+    per_stimulus = []
+    for reps in merged.values():
+        n = min(y.shape[0] for y in reps)
+        per_stimulus.append(np.stack([zscore_per_run(y[:n].astype(np.float64)) for y in reps]))
+    return np.concatenate(per_stimulus, axis=1)
+
+
 # --------------------------------------------------------------------------- stage
 def run_encoding(
     features_h5: str | os.PathLike,
@@ -201,6 +222,7 @@ def run_encoding(
     parcels = ds.roi_parcels(roi)  # (v,)
     layer, runs = _load_runs(ds, features_h5, subject, parcels, layer)
     train = [r for r in runs if r["split"] == "train"]
+    repeats = _repeat_stack([r for r in runs if r["split"] == "test"])
     test = _average_repeats([r for r in runs if r["split"] == "test"])
     if len(train) < 2 or not test:
         raise ValueError(
@@ -215,26 +237,48 @@ def run_encoding(
     x_test, y_test, _ = _design(test, cfg["delays"])
     alphas = alpha_grid(cfg)
     fit = ridge_cv(x_train, y_train, groups, alphas, n_folds=n_folds, score=cfg["score"],
-                   dtype=cfg["dtype"], chunk_size=cfg["chunk_size"])
-    r = pearson_r(y_test, ridge_predict(x_test, fit.coef))  # (v,)
+                   dtype=cfg["dtype"], chunk_size=cfg["chunk_size"], backend=cfg["backend"],
+                   gap=cfg["gap"])
+    pred = ridge_predict(x_test, fit.coef)  # (n_test, v)
+    r = pearson_r(y_test, pred)  # (v,)
     r[~fit.valid] = np.nan
+    # noise ceiling (NSD, % of variance of the repeat-averaged test data) and the
+    # Algonauts 2023 normalised score; NaN when the test data has no repeats
+    if repeats is not None:
+        nc = noise_ceiling_nsd(ncsnr(repeats), repeats.shape[0])
+    else:
+        nc = np.full(r.shape, np.nan)
+    normalised = normalised_score(r, nc)
+    if cfg["n_permutations"]:
+        block = min(cfg["permutation_block_trs"], max(1, y_test.shape[0] // 2))
+        perm = block_permutation_test(
+            y_test, pred, block_size=block, n_perm=cfg["n_permutations"], q=cfg["fdr_q"],
+        )
+        p_values = np.where(np.isnan(r), np.nan, perm.p_values)
+        significant = perm.significant & ~np.isnan(r)
+    else:
+        p_values, significant = np.full(r.shape, np.nan), np.zeros(r.shape, dtype=bool)
     excluded = parcels[np.isnan(r)]
     if excluded.size:
         _log(f"{excluded.size} parcel(s) excluded (constant or non-finite): {excluded.tolist()}")
 
     table = pd.DataFrame({
         "parcel": parcels, "roi": roi, "r": r, "alpha": fit.best_alpha,
-        "n_train": x_train.shape[0], "n_test": x_test.shape[0],
+        "n_train": x_train.shape[0], "n_test": x_test.shape[0], "noise_ceiling": nc,
+        "score_normalised": normalised, "p": p_values, "significant": significant,
     })
     write_tsv(out_tsv, table[list(TSV_COLUMNS)])
     scored = r[~np.isnan(r)]
 
-    def stat(fn):
-        return float(fn(scored)) if scored.size else None
+    def stat(fn, values=scored):
+        values = values[~np.isnan(values)]
+        return float(fn(values)) if values.size else None
 
     sidecar = {
         "grid": grid, "subject": subject, "roi": roi, "layer": layer,
         "mean_r": stat(np.mean), "median_r": stat(np.median), "max_r": stat(np.max),
+        "mean_noise_ceiling": stat(np.mean, nc), "mean_normalised": stat(np.mean, normalised),
+        "n_significant": int(significant.sum()), "n_permutations": cfg["n_permutations"],
         "n_parcels": int(parcels.size), "n_excluded": int(excluded.size),
         "excluded_parcels": excluded.tolist(),
         "n_train": int(x_train.shape[0]), "n_test": int(x_test.shape[0]),

@@ -16,7 +16,10 @@ from cortexscale.io.atomic import atomic_path, write_tsv
 __all__ = ["PARCEL_COLUMNS", "TABLE_COLUMNS", "aggregate", "collect", "collect_parcels"]
 
 GRID_COLUMNS = ("grid", "data_size", "hidden", "layers", "heads", "precision")
-ENCODING_KEYS = ("subject", "roi", "n_parcels", "mean_r", "median_r", "max_r")
+ENCODING_KEYS = (
+    "subject", "roi", "n_parcels", "mean_r", "median_r", "max_r", "mean_normalised",
+    "n_significant",
+)
 SUMMARY_KEYS = ("n_params", "train_flops", "tokens_seen", "final_val_loss", "wall_time_s")
 TABLE_COLUMNS = GRID_COLUMNS + ENCODING_KEYS + SUMMARY_KEYS
 SORT_KEYS = ["data_size", "hidden", "layers", "heads", "precision", "subject", "roi"]
@@ -92,7 +95,7 @@ def collect(
     if dup.any():
         first = table.loc[dup, ["grid", "subject", "roi"]].iloc[0].tolist()
         raise ValueError(f"encoding sidecars repeat (grid, subject, roi) = {first}")
-    for col in ("mean_r", "median_r", "max_r", "final_val_loss"):
+    for col in ("mean_r", "median_r", "max_r", "mean_normalised", "final_val_loss"):
         table[col] = pd.to_numeric(table[col]).astype(float)
     return table.sort_values(SORT_KEYS, kind="stable").reset_index(drop=True)
 
