@@ -196,11 +196,14 @@ class Encoder(nn.Module):
         ch = cfg.in_channels
         for stride in _n_halvings(cfg.downsample):
             kernel = tuple(4 if s == 2 else 3 for s in stride)  # stride 2: k4 p1 halves; k3 p1 keeps
-            layers += [nn.Conv3d(ch, cfg.hidden, kernel, stride=stride, padding=1), nn.ReLU()]
+            layers += [nn.Conv3d(ch, cfg.hidden, kernel, stride=stride, padding=1),
+                       _norm(cfg.hidden), nn.SiLU()]
             ch = cfg.hidden
         layers.append(nn.Conv3d(ch, cfg.hidden, 3, padding=1))
         layers += [ResBlock(cfg.hidden, cfg.attention) for _ in range(cfg.n_res_layers)]
-        layers.append(nn.ReLU())  # no norm on the main path: it would erase per-clip means
+        # GroupNorm + SiLU on the main path (as VQGAN): without them the autoencoder learned
+        # 3-5x slower and, within the default budget, not even the clips' mean colours
+        layers += [_norm(cfg.hidden), nn.SiLU()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -212,7 +215,7 @@ class Decoder(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [ResBlock(cfg.hidden, cfg.attention)
                                    for _ in range(cfg.n_res_layers)]
-        layers.append(nn.ReLU())
+        layers += [_norm(cfg.hidden), nn.SiLU()]
         strides = _n_halvings(cfg.downsample)[::-1]
         if not strides:  # no downsampling at all: one plain conv to the output channels
             layers.append(nn.Conv3d(cfg.hidden, cfg.in_channels, 3, padding=1))
@@ -222,7 +225,7 @@ class Decoder(nn.Module):
             out_ch = cfg.in_channels if last else cfg.hidden
             layers.append(nn.ConvTranspose3d(cfg.hidden, out_ch, kernel, stride=stride, padding=1))
             if not last:
-                layers.append(nn.ReLU())
+                layers += [_norm(cfg.hidden), nn.SiLU()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -242,12 +245,15 @@ class EMACodebook(nn.Module):
                  eps: float = 1e-5) -> None:
         super().__init__()
         self.codebook_size, self.dim = codebook_size, dim
+        # EMA count a restarted or freshly initialised code starts with (set from the first
+        # batch to its mean count per code, N / K)
         self.decay, self.restart_threshold, self.eps = decay, restart_threshold, eps
         self.register_buffer("embeddings", torch.randn(codebook_size, dim))
         self.register_buffer("cluster_size", torch.ones(codebook_size))
         self.register_buffer("embed_sum", self.embeddings.clone())
         self.register_buffer("initialized", torch.tensor(False))
         self.register_buffer("n_restarts", torch.tensor(0, dtype=torch.long))
+        self.register_buffer("restart_size", torch.tensor(1.0))
 
     @staticmethod
     def _sample(flat: torch.Tensor, n: int) -> torch.Tensor:
@@ -280,10 +286,14 @@ class EMACodebook(nn.Module):
             dead = self.cluster_size < self.restart_threshold  # (K,)
             n_dead = int(dead.sum())
             if n_dead:
+                # A restarted code starts at the mean count per code, not at the threshold:
+                # at the threshold, one step without an assignment (decay < 1) put it below
+                # again, so unused codes were restarted every step and never settled.
+                size = float(self.restart_size)
                 new = self._sample(flat, n_dead)  # (n_dead, D)
                 self.embeddings[dead] = new
-                self.embed_sum[dead] = new * self.restart_threshold
-                self.cluster_size[dead] = self.restart_threshold
+                self.embed_sum[dead] = new * size
+                self.cluster_size[dead] = size
                 self.n_restarts += n_dead
 
     def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -302,9 +312,11 @@ class EMACodebook(nn.Module):
         if self.training and not bool(self.initialized):
             with torch.no_grad():
                 init = self._sample(flat.detach(), self.codebook_size)  # (K, D)
+                size = max(flat.shape[0] / self.codebook_size, 2.0 * self.restart_threshold)
+                self.restart_size.fill_(size)
                 self.embeddings.copy_(init)
-                self.embed_sum.copy_(init)
-                self.cluster_size.fill_(1.0)
+                self.embed_sum.copy_(init * size)
+                self.cluster_size.fill_(size)
                 self.initialized.fill_(True)
         idx = self.nearest(flat.detach())  # (N,)
         if self.training:
@@ -346,6 +358,9 @@ class VQVAE(nn.Module):
                 nn.init.zeros_(m.net[-1].weight)
             elif isinstance(m, AxialAttention):
                 nn.init.zeros_(m.proj.weight)
+        # the reconstruction starts at 0 (mid-grey): a random initial output had to be
+        # unlearned first and slowed early training
+        nn.init.zeros_(self.decoder.net[-1].weight)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
