@@ -39,4 +39,5 @@ rule all:
         SCALING_FIGURES,
         SUMMARY,
         FRONTIER_FIGURE,
+        [BRAIN_MAP] if ATLAS else [],
     default_target: True

@@ -37,6 +37,7 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     }
     if cfg["fmri"]["source"] == "synthetic":
         out["fmri_synthetic"] = 1
+        out["brain_maps"] = 1
     out["total"] = sum(out.values())
     return out
 

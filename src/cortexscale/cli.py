@@ -205,6 +205,15 @@ def cmd_analyse(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_brain_maps(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from cortexscale.report.brainmaps import plot_brain_maps
+
+    grid = plot_brain_maps(pd.read_csv(args.parcels, sep="\t"), args.atlas, args.out, args.grid)
+    print(f"brain-maps: drew {grid}", file=sys.stderr)
+
+
 def _common(p: argparse.ArgumentParser, threads: bool = False, device: bool = False) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--config", type=Path, help="study config YAML (validated)")
@@ -302,6 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures", required=True, nargs="+", type=Path,
                    help="figure files: data-size scaling, parameter scaling, loss curves, precision")
     p.set_defaults(func=cmd_aggregate)
+    p = sub.add_parser("brain-maps", help="draw per-parcel r on the dataset's atlas")
+    p.add_argument("--parcels", required=True, type=Path, help="tables/parcels.tsv")
+    p.add_argument("--atlas", required=True, type=Path, help="labels image, parcel p = p + 1")
+    p.add_argument("--out", required=True, type=Path, help="the figure (PNG)")
+    p.add_argument("--grid", help="grid point to draw (default: the best mean r)")
+    p.set_defaults(func=cmd_brain_maps)
+
     p = add("analyse", cmd_analyse,
             "fit scaling laws, find the compute frontier, test the factors, summarise")
     p.add_argument("--table", required=True, type=Path, help="tables/encoding.tsv")

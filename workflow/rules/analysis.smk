@@ -43,3 +43,24 @@ rule analyse:
         "cortexscale analyse --sections {params.cfg} --table {input.table}"
         " --parcels {input.parcels} --out-dir {params.out_dir} --summary {output.summary}"
         " --frontier-figure {output.figure} 2> {log}"
+
+
+if ATLAS:
+
+    rule brain_maps:
+        input:
+            parcels=PARCEL_TABLE,
+            atlas=ATLAS,
+        output:
+            report(BRAIN_MAP, caption="../report/brain_map.rst", category="Figures"),
+        conda:
+            "../envs/cortexscale.yaml"
+        log:
+            f"{LOGS}/brain_maps.log",
+        threads: 1
+        resources:
+            mem_mb=mem_mb(),
+            runtime=runtime(0.5),
+        shell:
+            "cortexscale brain-maps --parcels {input.parcels} --atlas {input.atlas}"
+            " --out {output} 2> {log}"

@@ -27,6 +27,8 @@ IMPORTED_FMRI = config["fmri"]["source"] in ("algonauts2025", "nifti", "algonaut
 FMRI_IN_RESULTS = SYNTHETIC_FMRI or IMPORTED_FMRI
 FMRI_ROOT = f"{RESULTS}/data/fmri" if FMRI_IN_RESULTS else config["fmri"]["root"]
 FMRI_RUNS = f"{FMRI_ROOT}/runs.tsv"
+# the synthetic world ships a labels atlas in MNI space, so its results can be mapped
+ATLAS = f"{FMRI_ROOT}/atlas.nii.gz" if SYNTHETIC_FMRI else None
 FMRI_MARKER = f"{RESULTS}/checks/fmri.json"
 VQVAE = f"{RESULTS}/tokenizer/vqvae.pt"
 TOKENS = f"{RESULTS}/tokenizer/tokens.h5"
@@ -34,6 +36,7 @@ ENCODING_TABLE = f"{RESULTS}/tables/encoding.tsv"
 PARCEL_TABLE = f"{RESULTS}/tables/parcels.tsv"
 SUMMARY = f"{RESULTS}/summary.md"
 FRONTIER_FIGURE = f"{RESULTS}/figures/frontier.png"
+BRAIN_MAP = f"{RESULTS}/figures/brain_map.png"
 SCALING_FIGURES = [
     f"{RESULTS}/figures/scaling_data_size.png",
     f"{RESULTS}/figures/scaling_params.png",

@@ -49,6 +49,7 @@ if SYNTHETIC_FMRI:
     rule fmri_synthetic:
         output:
             runs=FMRI_RUNS,
+            atlas=ATLAS,
             subjects=expand(f"{FMRI_ROOT}/{{subject}}.h5", subject=SUBJECTS),
         params:
             cfg=sections("fmri", "corpus", "subjects", "rois", "seed"),

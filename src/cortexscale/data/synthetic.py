@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
+from cortexscale.data.atlas import synthetic_atlas, write_atlas
 from cortexscale.io.atomic import atomic_path, write_tsv
 from cortexscale.io.provenance import provenance
 from cortexscale.io.video import write_video
@@ -501,6 +502,7 @@ def write_synthetic_fmri(
     }
     runs = _run_table(list(subjects), stimuli, n_test, n_tr)
     write_tsv(out_dir / "parcels.tsv", parcels)
+    write_atlas(out_dir / "atlas.nii.gz", synthetic_atlas(parcels, seed=seed))
     for k, subject in enumerate(subjects):
         _log(f"fmri: subject {k + 1}/{len(subjects)} ({subject})")
         snr = cfg["snr"][k % len(cfg["snr"])]

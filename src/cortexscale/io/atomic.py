@@ -33,8 +33,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path : path-like
         Final location of the file. Its parent folder is created.
     suffix : str, optional
-        Suffix of the temporary file (default: the target's suffix), for writers
-        that choose a format from the name.
+        Suffix of the temporary file (default: the target's suffix followed by
+        ``.tmp``), for writers that choose a format from the name (``.tmp.nii.gz``).
 
     Yields
     ------
@@ -44,7 +44,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=(path.suffix if suffix is None else suffix) + ".tmp",
+        prefix=f".{path.name}.", suffix=path.suffix + ".tmp" if suffix is None else suffix,
         dir=path.parent,
     )
     os.close(fd)

@@ -1,0 +1,89 @@
+"""Brain maps of per-parcel encoding accuracy, drawn with nilearn on the dataset's atlas."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from cortexscale.report.figures import save_figure  # noqa: E402
+
+
+def parcel_volume(atlas: nib.Nifti1Image, values: np.ndarray) -> nib.Nifti1Image:
+    """Paint per-parcel values into the atlas: label ``p + 1`` gets ``values[p]``.
+
+    Parameters
+    ----------
+    atlas : Nifti1Image
+        Integer labels, 0 = background.
+    values : ndarray, shape (n_parcels,)
+        NaN parcels are left at 0.
+
+    Returns
+    -------
+    image : Nifti1Image, float32, the atlas's shape
+    """
+    labels = np.asarray(atlas.get_fdata(), dtype=np.int64)
+    if labels.max() > values.size:
+        raise ValueError(
+            f"the atlas has label {labels.max()} but only {values.size} parcel values were "
+            "given; the atlas must number parcel p as p + 1"
+        )
+    lut = np.concatenate([[0.0], np.nan_to_num(values, nan=0.0)]).astype(np.float32)
+    return nib.Nifti1Image(lut[labels], atlas.affine)
+
+
+def plot_brain_maps(
+    parcels: pd.DataFrame, atlas_path: str | os.PathLike, out_png: str | os.PathLike,
+    grid: str | None = None,
+) -> str:
+    """Per-parcel held-out r of one grid point, one row of axial slices per subject.
+
+    Parameters
+    ----------
+    parcels : DataFrame
+        Per-parcel table (``tables/parcels.tsv``): ``grid, subject, parcel, r``.
+    atlas_path : path-like
+        Labels image of the dataset (label ``p + 1`` = parcel ``p``).
+    out_png : path-like
+        Figure (PNG, SVG beside it).
+    grid : str, optional
+        Grid point to draw; default the one with the highest mean r.
+
+    Returns
+    -------
+    grid : str
+        The grid point drawn.
+    """
+    from nilearn import plotting
+
+    if parcels.empty:
+        raise ValueError("the parcel table is empty; nothing to draw")
+    if grid is None:
+        grid = str(parcels.groupby("grid")["r"].mean().idxmax())
+    part = parcels[parcels["grid"] == grid]
+    if part.empty:
+        raise ValueError(f"grid point {grid!r} is not in the parcel table")
+    atlas = nib.load(atlas_path)
+    n_parcels = int(parcels["parcel"].max()) + 1
+    subjects = sorted(part["subject"].unique())
+    vmax = float(np.nanmax(np.abs(part["r"]))) or 1.0
+    fig, axes = plt.subplots(len(subjects), 1, figsize=(10, 2.2 * len(subjects)), squeeze=False)
+    for ax, subject in zip(axes[:, 0], subjects, strict=True):
+        values = np.full(n_parcels, np.nan)
+        rows = part[part["subject"] == subject]
+        values[rows["parcel"].to_numpy()] = rows["r"].to_numpy()
+        plotting.plot_stat_map(
+            parcel_volume(atlas, values), display_mode="z", cut_coords=6, axes=ax,
+            vmax=vmax, cmap="RdBu_r", colorbar=True, title=f"{subject}: r, {grid}",
+            draw_cross=False, annotate=False,
+        )
+    save_figure(fig, out_png)
+    return grid
