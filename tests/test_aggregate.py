@@ -111,3 +111,7 @@ def test_analyse_writes_fits_frontier_comparisons_and_summary(tmp_path, rng):
     summary = (tmp_path / "summary.md").read_text()
     assert "tenfold increase" in summary and "hidden 64 vs 32" in summary
     assert (tmp_path / "frontier.png").stat().st_size > 1000
+    assert (tmp_path / "scaling_fits.png").stat().st_size > 1000
+    curves = pd.read_csv(out.with_name("fit_curves.tsv"), sep="\t")
+    assert (curves["lo"] <= curves["pred"] + 1e-12).all()
+    assert (curves["pred"] <= curves["hi"] + 1e-12).all()

@@ -28,6 +28,12 @@ rule analyse:
             caption="../report/frontier.rst",
             category="Figures",
         ),
+        fits_figure=report(
+            f"{RESULTS}/figures/scaling_fits.png",
+            caption="../report/scaling_fits_figure.rst",
+            category="Figures",
+        ),
+        curves=f"{RESULTS}/tables/fit_curves.tsv",
     params:
         cfg=sections("study", "seed", "scaling"),
         out_dir=parent("fits"),

@@ -17,7 +17,8 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 from cortexscale.io.atomic import atomic_path  # noqa: E402
 
 __all__ = [
-    "plot_frontier", "plot_loss_curves", "plot_params", "plot_precision", "plot_scaling",
+    "plot_fits", "plot_frontier", "plot_loss_curves", "plot_params", "plot_precision",
+    "plot_scaling",
     "save_figure",
 ]
 
@@ -162,5 +163,48 @@ def plot_precision(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
     sns.barplot(data=times, x="model", y="wall_time_s", hue="precision", errorbar="se",
                 ax=axes[1])
     axes[1].set(xlabel="model", ylabel="pretraining wall time (s)")
+    fig.tight_layout()
+    save_figure(fig, out_png)
+
+
+def plot_fits(curves: pd.DataFrame, out_png: str | os.PathLike) -> None:
+    """Log-linear scaling fits with their 95% bootstrap bands: mean r against data size
+    (top row) and parameters (bottom row), one panel per ROI, one colour per series; dots
+    are the observed means.
+
+    Writes ``out_png`` and the SVG beside it.
+    """
+    needed = ("axis", "roi", "x", "pred", "lo", "hi", "observed")
+    missing = [c for c in needed if c not in curves.columns]
+    if missing:
+        raise ValueError(f"fit curves lack column(s) {missing}")
+    axes_names = [a for a in ("data_size", "n_params") if a in set(curves["axis"])]
+    rois = list(dict.fromkeys(curves["roi"]))
+    fig, axes = plt.subplots(len(axes_names), len(rois), figsize=(3.2 * len(rois),
+                             2.8 * len(axes_names)), squeeze=False)
+    series_cols = {"data_size": ["hidden", "layers", "heads", "precision"],
+                   "n_params": ["data_size", "precision"]}
+    for i, axis in enumerate(axes_names):
+        part = curves[curves["axis"] == axis]
+        cols = [c for c in series_cols[axis] if c in part.columns]
+        for j, roi in enumerate(rois):
+            ax = axes[i, j]
+            for k, (key, ser) in enumerate(part[part["roi"] == roi].groupby(cols, sort=True)):
+                colour = f"C{k % 10}"
+                label = " ".join(
+                    f"{v:g}" if isinstance(v, float) else str(v)
+                    for v in (key if isinstance(key, tuple) else (key,))
+                )
+                ax.plot(ser["x"], ser["pred"], color=colour, lw=1, label=label)
+                ax.fill_between(ser["x"], ser["lo"], ser["hi"], color=colour, alpha=0.15, lw=0)
+                obs = ser.dropna(subset=["observed"])
+                ax.plot(obs["x"], obs["observed"], "o", color=colour, ms=3)
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(roi)
+            ax.set_xlabel("data size (frames)" if axis == "data_size" else "parameters")
+            if j == 0:
+                ax.set_ylabel("mean test r")
+        axes[i, -1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     save_figure(fig, out_png)

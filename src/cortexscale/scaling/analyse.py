@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from cortexscale.io.atomic import atomic_path
-from cortexscale.scaling.fits import bootstrap_fit
+from cortexscale.scaling.fits import bootstrap_fit, prediction_band
 from cortexscale.scaling.frontier import fit_allocation, optimal_allocation, pareto_front
 from cortexscale.scaling.stats import compare_factors
 from cortexscale.scaling.table import write_table
@@ -86,6 +86,35 @@ def scaling_fits(parcels: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> pd.
                                      ("loglinear", "saturating"))
             rows += _series_rows(ser, x_col, series, ALL, ALL, n_boot, seed,
                                  ("loglinear", "saturating"))
+    return pd.DataFrame(rows)
+
+
+def fit_curves(parcels: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Log-linear fits along data size and parameters, per ROI pooled over subjects, as
+    curves with 95% bootstrap bands (for the fits figure).
+
+    Returns
+    -------
+    curves : DataFrame
+        ``axis``, the series columns, ``roi``, ``x``, ``pred``, ``lo``, ``hi``, and the
+        observed mean r ``observed`` at the grid's own x (NaN between them).
+    """
+    unit = ["subject", "roi", "parcel"]
+    rows = []
+    for x_col in ("data_size", "n_params"):
+        by = AXES[x_col]
+        for key, ser in parcels.groupby([*by, "roi"], sort=True):
+            if ser[x_col].nunique() < 2:
+                continue
+            wide = ser.pivot_table(index="grid", columns=unit, values="r", aggfunc="first")
+            x = ser.groupby("grid")[x_col].first().loc[wide.index].to_numpy(dtype=float)
+            xs = np.unique(np.concatenate([np.geomspace(x.min(), x.max(), 25), x]))
+            pred, lo, hi = prediction_band(x, wide.to_numpy(), "loglinear", xs, n_boot, seed=seed)
+            observed = pd.Series(np.nanmean(wide.to_numpy(), axis=1)).groupby(x).mean()
+            series = dict(zip([*by, "roi"], key, strict=True))
+            for xi, p, a, b in zip(xs, pred, lo, hi, strict=True):
+                rows.append({"axis": x_col, **series, "x": xi, "pred": p, "lo": a, "hi": b,
+                             "observed": observed.get(xi, np.nan)})
     return pd.DataFrame(rows)
 
 
@@ -186,7 +215,7 @@ def analyse(
     summary_md : path-like
         The findings in sentences.
     frontier_png : path-like, optional
-        The compute-frontier figure.
+        The compute-frontier figure; the fits figure ``scaling_fits.png`` goes beside it.
     n_boot, seed : int
         Bootstrap resamples of the scaling fits and their seed.
     study : str
@@ -204,13 +233,17 @@ def analyse(
     frontier = frontier_table(table)
     allocation = allocation_table(frontier)
     comparisons = compare_factors(parcels)
+    curves = fit_curves(parcels, n_boot=n_boot, seed=seed)
     write_table(fits, out_dir / "scaling_fits.tsv")
+    write_table(curves, out_dir / "fit_curves.tsv")
     write_table(frontier, out_dir / "frontier.tsv")
     write_table(allocation, out_dir / "allocation.tsv")
     write_table(comparisons, out_dir / "comparisons.tsv")
     with atomic_path(summary_md) as tmp:
         tmp.write_text(summary_markdown(table, fits, frontier, allocation, comparisons, study))
     if frontier_png is not None:
-        from cortexscale.report.figures import plot_frontier
+        from cortexscale.report.figures import plot_fits, plot_frontier
 
         plot_frontier(frontier, frontier_png)
+        if not curves.empty:
+            plot_fits(curves, Path(frontier_png).with_name("scaling_fits.png"))

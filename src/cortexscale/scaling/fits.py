@@ -244,3 +244,56 @@ def bootstrap_fit(
         lo, hi = (np.percentile(col, [tail, 100 - tail]) if col.size else (np.nan, np.nan))
         row[f"{name}_lo"], row[f"{name}_hi"] = float(lo), float(hi)
     return row
+
+
+def _predict(law: str, params: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Predictions of batch-fitted parameters (B, n_params) at xs (m,) -> (B, m)."""
+    if law == "loglinear":
+        return loglinear(xs[None, :], params[:, :1], params[:, 1:2])
+    return saturating(xs[None, :], params[:, :1], params[:, 1:2], params[:, 2:3])
+
+
+def prediction_band(
+    x: np.ndarray, scores: np.ndarray, law: str, xs: np.ndarray, n_boot: int = 1000,
+    level: float = 0.95, seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fitted curve at ``xs`` with a paired-bootstrap percentile band.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_points,)
+    scores : ndarray, shape (n_points, n_units)
+        As for :func:`bootstrap_fit`.
+    law : {'loglinear', 'saturating'}
+    xs : ndarray, shape (m,)
+        Where to evaluate the curve.
+
+    Returns
+    -------
+    pred, lo, hi : ndarray, shape (m,)
+        The fit to the unit means and the band; NaN where the law cannot be fit.
+    """
+    if law not in FITTERS:
+        raise ValueError(f"law must be one of {list(FITTERS)}, got {law!r}")
+    x = np.asarray(x, dtype=np.float64)
+    xs = np.asarray(xs, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        best = FITTERS[law](x, np.nanmean(scores, axis=1))
+        params = np.array([list(best.params.values())])
+        pred = _predict(law, params, xs)[0]
+        rng = np.random.default_rng(seed)
+        n_units = scores.shape[1]
+        ys = np.stack([
+            np.nanmean(scores[:, rng.integers(0, n_units, n_units)], axis=1)
+            for _ in range(n_boot)
+        ])
+        ys = ys[np.all(np.isfinite(ys), axis=1)]
+        if not np.all(np.isfinite(pred)) or not len(ys):
+            nan = np.full(xs.shape, np.nan)
+            return pred, nan, nan
+        draws = _predict(law, BATCH_FITTERS[law](x, ys)[:, :-1], xs)  # (B, m)
+        tail = (1 - level) / 2 * 100
+        lo, hi = np.nanpercentile(draws, [tail, 100 - tail], axis=0)
+    return pred, lo, hi
