@@ -39,7 +39,7 @@ BASE = {"vocab_size": 2048, "shape": (4, 8, 8), "hidden": 576, "layers": 8, "hea
 
 
 def run_case(precision: str, compiled: bool, batch: int, steps: int, warmup: int,
-             dev: torch.device) -> dict:
+             dev: torch.device, mode: str = "default") -> dict:
     torch.manual_seed(0)
     cfg = GPTConfig(**BASE)
     model = GPT(cfg).to(dev)
@@ -50,7 +50,7 @@ def run_case(precision: str, compiled: bool, batch: int, steps: int, warmup: int
         lr=3e-4, betas=(0.9, 0.95), fused=dev.type == "cuda" or None,
     )
     scaler = grad_scaler(precision, dev)
-    fwd = torch.compile(model) if compiled else model
+    fwd = torch.compile(model, mode=mode) if compiled else model
     codes = torch.randint(0, cfg.vocab_size, (steps + warmup, batch, *cfg.shape), device=dev)
 
     def step(i: int) -> None:
@@ -89,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precisions", default="fp32,fp16,bf16")
     ap.add_argument("--compile", choices=["on", "off", "both"], default="both")
     ap.add_argument("--no-tf32", action="store_true", help="true fp32 matmuls on a GPU")
+    ap.add_argument("--compile-mode", default="default",
+                    choices=["default", "reduce-overhead", "max-autotune",
+                             "max-autotune-no-cudagraphs"],
+                    help="torch.compile mode (default: default)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     dev = setup_device(args.device, args.threads)
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     for compiled in compiles:
         for precision in args.precisions.split(","):
             try:
-                r = run_case(precision, compiled, batch, steps, warmup, dev)
+                r = run_case(precision, compiled, batch, steps, warmup, dev, args.compile_mode)
             except Exception as err:  # report and go on: one failing case must not hide others
                 print(f"{precision}\t-\t{compiled}\tfailed: {type(err).__name__}: {err}",
                       file=sys.stderr, flush=True)
