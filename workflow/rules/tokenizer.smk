@@ -15,7 +15,7 @@ rule tokenizer:
         "../envs/cortexscale.yaml"
     log:
         f"{LOGS}/tokenizer.log",
-    threads: THREADS
+    threads: max(THREADS, 2)  # it runs alone, before everything else: use the cores
     resources:
         mem_mb=mem_mb(2),
         runtime=runtime(),
