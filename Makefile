@@ -1,6 +1,8 @@
 # The whole set-up of cortexscale is these two targets (see README.md):
 #   make run    creates .venv, installs, runs the default study through Snakemake
 #   make test   creates .venv, installs with the test extras, runs the test suite
+#               (as root, tests/test_slurm.py installs Debian's slurm-wlm and munge with
+#               apt-get through scripts/slurm-cluster.sh and runs a one-node Slurm cluster)
 #
 # TORCH pins the CPU wheel that needs no GPU; set TORCH=torch on a GPU machine to let pip
 # choose, or install your site's build into .venv before `make run`.

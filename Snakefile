@@ -31,13 +31,12 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/encoding.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/pretrained.smk"
 
 
 rule all:
     input:
-        ENCODING_TABLE,
-        SCALING_FIGURES,
-        SUMMARY,
-        FRONTIER_FIGURE,
-        [BRAIN_MAP] if ATLAS else [],
+        VIDEOGPT_TARGETS,
+        [BRAIN_MAP] if ATLAS and VIDEOGPT_TARGETS else [],
+        PRETRAINED_TARGETS,
     default_target: True

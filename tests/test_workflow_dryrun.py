@@ -22,6 +22,22 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
+def pretrained_counts(cfg: dict) -> dict[str, int]:
+    """Jobs of the pretrained-model arm (workflow/rules/pretrained.smk)."""
+    pre = cfg.get("pretrained_models", {})
+    models, ensembles = pre.get("models", []), pre.get("ensembles", [])
+    if not models:
+        return {}
+    out = {"pretrained_features": len(models),
+           "pretrained_encode": len(models) * len(cfg["subjects"]),
+           "pretrained_aggregate": 1}
+    if any(m.get("build") for m in models):
+        out["pretrained_build"] = 1
+    if ensembles:
+        out["pretrained_ensemble"] = len(ensembles)
+    return out
+
+
 def expected_counts(cfg: dict) -> dict[str, int]:
     n_points = len(expand(cfg["grid"]))
     out = {
@@ -38,6 +54,7 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     if cfg["fmri"]["source"] == "synthetic":
         out["fmri_synthetic"] = 1
         out["brain_maps"] = 1
+    out.update(pretrained_counts(cfg))
     out["total"] = sum(out.values())
     return out
 

@@ -39,7 +39,7 @@ def _settings(args: argparse.Namespace, needed: Sequence[str]) -> dict[str, Any]
 
 
 _OPTIONAL = {"seed", "tokenizer", "pretrain", "features", "encoding", "resources", "scaling",
-             "study"}
+             "study", "pretrained_models"}
 
 
 def _limit_threads(n: int) -> None:
@@ -63,6 +63,41 @@ def cmd_validate(args: argparse.Namespace) -> None:
         f"{args.config}: valid; {len(points)} grid points x {len(cfg['subjects'])} subjects "
         f"x {len(cfg['rois'])} ROIs"
     )
+
+
+def cmd_estimate(args: argparse.Namespace) -> None:
+    cfg = load_config(args.config)
+    from cortexscale.estimate import estimate
+
+    rows = estimate(cfg, device=args.device, mfu=args.mfu)
+    print(f"{'grid point':<28} {'params':>12} {'tokens':>12} {'PFLOPs':>10} {'gpus':>4} "
+          f"{'GPU h':>9} {'wall h':>8}")
+    for r in rows:
+        print(f"{r['grid']:<28} {r['n_params']:>12,} {r['tokens']:>12,} "
+              f"{r['flops'] / 1e15:>10.3g} {r['gpus']:>4} {r['gpu_hours']:>9.3g} "
+              f"{r['wall_hours']:>8.3g}")
+    total = sum(r["gpu_hours"] for r in rows)
+    print(f"total: {len(rows)} pretraining runs, {total:.3g} GPU hours on {args.device} at "
+          f"MFU {args.mfu:g} (pretraining only)")
+
+
+def cmd_install_profile(args: argparse.Namespace) -> None:
+    import shutil
+
+    src = Path(args.source) if args.source else _repo_profiles() / args.name
+    if not (src / "config.yaml").is_file():
+        raise ConfigError(f"no profile at {src} (expected {src / 'config.yaml'})")
+    dest = Path(args.dest or Path.home() / ".config" / "snakemake") / args.name
+    if dest.exists() and not args.force:
+        raise ConfigError(f"{dest} exists; pass --force to replace it")
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src / "config.yaml", dest / "config.yaml")
+    print(f"installed {src} as {dest}; use: snakemake --profile {args.name}")
+
+
+def _repo_profiles() -> Path:
+    """`profiles/` of the repository this package was installed from (editable installs)."""
+    return Path(__file__).resolve().parents[2] / "profiles"
 
 
 def cmd_corpus(args: argparse.Namespace) -> None:
@@ -214,6 +249,83 @@ def cmd_brain_maps(args: argparse.Namespace) -> None:
     print(f"brain-maps: drew {grid}", file=sys.stderr)
 
 
+def _model_spec(s: dict[str, Any], name: str) -> dict[str, Any]:
+    models = {m["name"]: m for m in s["pretrained_models"]["models"]}
+    if name not in models:
+        raise ConfigError(f"pretrained_models.models has no model {name!r}; "
+                          f"configured: {sorted(models)}")
+    return models[name]
+
+
+def cmd_pretrained_build(args: argparse.Namespace) -> None:
+    s = _settings(args, ["pretrained_models", "seed"])
+    from cortexscale.models.pretrained import build_tiny
+
+    for name in args.name:
+        m = _model_spec(s, name)
+        if not m.get("build"):
+            raise ConfigError(f"pretrained model {name!r} has no 'build' architecture; only "
+                              "tiny random models (build: vit|clip|convnext|dinov2) are built")
+        build_tiny(m["build"], args.out_dir / name, seed=s.get("seed", 0),
+                   hidden=m.get("hidden", 32), layers=m.get("layers", 2),
+                   image_size=s["pretrained_models"]["image_size"])
+
+
+def cmd_pretrained_features(args: argparse.Namespace) -> None:
+    s = _settings(args, ["pretrained_models", "subjects"])
+    from cortexscale.features.pretrained import extract_pretrained
+
+    extract_pretrained(
+        args.model, args.name, args.out, s["pretrained_models"], fmri_root=args.fmri_root,
+        nsd_root=args.nsd_root, subjects=s.get("subjects"), device=args.device,
+        threads=args.threads,
+    )
+
+
+def cmd_pretrained_encode(args: argparse.Namespace) -> None:
+    s = _settings(args, ["encoding", "pretrained_models", "seed"])
+    from cortexscale.encoding.pretrained import encode_images, encode_video
+
+    fn, root = (encode_images, args.nsd_root) if args.nsd_root else (encode_video,
+                                                                      args.fmri_root)
+    if root is None:
+        raise ConfigError("give --fmri-root (videos) or --nsd-root (images)")
+    fn(args.features, root, args.subject, args.rois, args.out_dir, s.get("encoding"),
+       s["pretrained_models"], args.name, layers=args.layers, pools=args.pools,
+       seed=s.get("seed", 0))
+
+
+def cmd_pretrained_ensemble(args: argparse.Namespace) -> None:
+    from cortexscale.encoding.pretrained import ensemble
+
+    for subject in args.subjects:
+        for roi in args.rois:
+            preds = [args.encoding_root / m / subject / f"{roi}.npz" for m in args.members]
+            ensemble(preds, args.out_dir / subject / f"{roi}.tsv", args.name, args.members,
+                     subject, roi)
+
+
+def cmd_pretrained_aggregate(args: argparse.Namespace) -> None:
+    s = _settings(args, ["pretrained_models"])
+    import h5py
+
+    from cortexscale.encoding.pretrained import collect_pretrained, scaling_fits
+    from cortexscale.scaling.table import write_table
+
+    n_params = {}
+    for path in args.features:
+        with h5py.File(path, "r") as f:
+            n_params[str(f.attrs["model"])] = int(f.attrs["n_params"])
+    for m in s["pretrained_models"]["models"]:  # a configured count wins (e.g. full model)
+        if m.get("n_params"):
+            n_params[m["name"]] = int(m["n_params"])
+    table, curves = collect_pretrained(args.encoding, s["pretrained_models"]["models"],
+                                       n_params)
+    write_table(table, args.out)
+    write_table(curves, args.sample_size)
+    write_table(scaling_fits(table, curves), args.fits)
+
+
 def _common(p: argparse.ArgumentParser, threads: bool = False, device: bool = False) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--config", type=Path, help="study config YAML (validated)")
@@ -242,6 +354,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate a study config and print the grid size")
     p.add_argument("config", type=Path)
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("estimate", help="estimate a sweep's pretraining GPU hours from a config")
+    p.add_argument("config", type=Path)
+    p.add_argument("--device", default="H100 SXM",
+                   help="peak-FLOPs table entry (train/metrics.py), default 'H100 SXM'")
+    p.add_argument("--mfu", type=float, default=0.35, help="assumed MFU (default 0.35)")
+    p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser("install-profile",
+                       help="copy a Snakemake profile to ~/.config/snakemake/NAME")
+    p.add_argument("name", help="profile name: slurm or local (from the repository's profiles/)")
+    p.add_argument("--source", help="profile folder to install (default profiles/NAME)")
+    p.add_argument("--dest", help="profiles folder (default ~/.config/snakemake)")
+    p.add_argument("--force", action="store_true", help="replace an installed profile")
+    p.set_defaults(func=cmd_install_profile)
 
     p = add("corpus", cmd_corpus, "build the pretraining corpus (frames.h5)")
     p.add_argument("--out", required=True, type=Path)
@@ -325,6 +452,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, type=Path, help="folder of the analysis tables")
     p.add_argument("--summary", required=True, type=Path, help="the findings (Markdown)")
     p.add_argument("--frontier-figure", type=Path, help="the compute-frontier figure (PNG)")
+
+    p = add("pretrained-build", cmd_pretrained_build,
+            "save a tiny random vision model of the synthetic study (save_pretrained)")
+    p.add_argument("--name", required=True, nargs="+",
+                   help="model names in pretrained_models.models")
+    p.add_argument("--out-dir", required=True, type=Path, help="each model goes to OUT_DIR/NAME")
+
+    p = add("pretrained-features", cmd_pretrained_features,
+            "max-pooled layer features of a pretrained vision model (HDF5 cache)",
+            threads=True, device=True)
+    p.add_argument("--name", required=True, help="model name")
+    p.add_argument("--model", required=True, help="save_pretrained folder or cached hub id")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--fmri-root", type=Path, help="video fMRI dataset (runs.tsv layout)")
+    src.add_argument("--nsd-root", type=Path, help="image dataset (Algonauts 2023 layout)")
+    p.add_argument("--out", required=True, type=Path)
+
+    p = add("pretrained-encode", cmd_pretrained_encode,
+            "per-voxel layer x pool selection and ridge for one model and subject",
+            threads=True)
+    p.add_argument("--name", required=True, help="model name")
+    p.add_argument("--features", required=True, type=Path)
+    p.add_argument("--subject", required=True)
+    p.add_argument("--rois", required=True, nargs="+", help="ROIs (fit at once, written apart)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--fmri-root", type=Path)
+    src.add_argument("--nsd-root", type=Path)
+    p.add_argument("--layers", type=int, nargs="+", help="candidate layers (default all)")
+    p.add_argument("--pools", type=int, nargs="+", help="candidate pool kernels (default all)")
+    p.add_argument("--out-dir", required=True, type=Path, help="writes OUT_DIR/ROI.tsv, .json, .npz")
+
+    p = sub.add_parser("pretrained-ensemble",
+                       help="average the test predictions of several models")
+    p.add_argument("--name", required=True)
+    p.add_argument("--members", required=True, nargs="+")
+    p.add_argument("--subjects", required=True, nargs="+")
+    p.add_argument("--rois", required=True, nargs="+")
+    p.add_argument("--encoding-root", required=True, type=Path,
+                   help="reads ENCODING_ROOT/MEMBER/SUBJECT/ROI.npz")
+    p.add_argument("--out-dir", required=True, type=Path, help="writes OUT_DIR/SUBJECT/ROI.*")
+    p.set_defaults(func=cmd_pretrained_ensemble)
+
+    p = add("pretrained-aggregate", cmd_pretrained_aggregate,
+            "tables and scaling fits of the pretrained-model sweep")
+    p.add_argument("--encoding", required=True, nargs="+", type=Path, help="JSON sidecars")
+    p.add_argument("--features", required=True, nargs="+", type=Path, help="feature files")
+    p.add_argument("--out", required=True, type=Path, help="tables/pretrained.tsv")
+    p.add_argument("--sample-size", required=True, type=Path)
+    p.add_argument("--fits", required=True, type=Path)
     return parser
 
 

@@ -14,6 +14,7 @@ RESULTS = "results"
 LOGS = "logs"
 POINTS = expand_grid(config["grid"])
 GRID_NAMES = [p.name for p in POINTS]
+POINT_BY_NAME = {p.name: p for p in POINTS}
 SUBJECTS = list(config["subjects"])
 ROIS = list(config["rois"])
 THREADS = config["resources"]["threads"]
@@ -72,6 +73,39 @@ def runtime(factor=1.0):
     return lambda wildcards, attempt: int(base * factor * attempt)
 
 
+def approx_params(point):
+    """Approximate non-embedding parameter count of a grid point: 12 x layers x hidden^2."""
+    return 12 * point.layers * point.hidden**2
+
+
+def gpus_for(name):
+    """GPUs for one pretraining job: `resources.gpus_per_model` by model size, else `gpu`.
+
+    On the CPU (`gpu: 0`) every grid point trains in one process, whatever the table says.
+    """
+    if GPUS == 0:
+        return 0
+    point = POINT_BY_NAME[name]
+    rules = sorted(
+        config["resources"].get("gpus_per_model", []), key=lambda r: r["min_params"]
+    )
+    gpus = GPUS
+    for r in rules:
+        if approx_params(point) >= r["min_params"]:
+            gpus = r["gpus"]
+    return gpus
+
+
+def pretrain_launcher(wildcards, resources):
+    """`cortexscale` for one process; torchrun with one process per GPU for several."""
+    if resources.gpu > 1:
+        return (
+            "torchrun --standalone --nnodes 1"
+            f" --nproc-per-node {resources.gpu} -m cortexscale.cli"
+        )
+    return "cortexscale"
+
+
 def encoding_outputs(ext):
     """Every encoding output of the study (one per grid point x subject x ROI)."""
     return expand(
@@ -90,3 +124,58 @@ def parent(name):
         return os.path.dirname(files[name])
 
     return inner
+
+
+# The pretrained-model arm (issue 7; workflow/rules/pretrained.smk). Models given as a path or
+# hub id are params, not inputs; models with `build` are made by the workflow.
+from cortexscale.config import section as _section  # noqa: E402
+from cortexscale.features.pretrained import check_models_config  # noqa: E402
+
+PRETRAINED = _section("pretrained_models", config.get("pretrained_models"))
+PRE_MODELS = {m["name"]: m for m in PRETRAINED["models"]}
+PRE_BUILT = [n for n, m in PRE_MODELS.items() if m.get("build")]
+PRE_ENSEMBLES = {e["name"]: e["members"] for e in PRETRAINED["ensembles"]}
+IMAGE_FMRI = config["fmri"]["source"] == "algonauts2023"
+PRETRAINED_TABLES = [
+    f"{RESULTS}/tables/pretrained.tsv",
+    f"{RESULTS}/tables/pretrained_sample_size.tsv",
+    f"{RESULTS}/tables/pretrained_fits.tsv",
+]
+PRETRAINED_TARGETS = PRETRAINED_TABLES if PRE_MODELS else []
+VIDEOGPT_TARGETS = (
+    [] if PRETRAINED["only"] else [ENCODING_TABLE, SCALING_FIGURES, SUMMARY, FRONTIER_FIGURE]
+)
+check_models_config(PRETRAINED)
+
+PRE_ROOT = f"{RESULTS}/pretrained"
+
+
+def pre_model_dir(name):
+    return f"{PRE_ROOT}/models/{name}"
+
+
+def pre_source(wildcards):
+    m = PRE_MODELS[wildcards.model]
+    return pre_model_dir(wildcards.model) if m.get("build") else m["path"]
+
+
+def pre_stimuli_arg():
+    if IMAGE_FMRI:
+        return f"--nsd-root {shlex.quote(config['fmri'].get('root', ''))}"
+    return f"--fmri-root {shlex.quote(FMRI_ROOT)}"
+
+
+def pre_encoding_outputs(ext):
+    singles = expand(
+        f"{PRE_ROOT}/encoding/{{model}}/{{subject}}/{{roi}}.{ext}",
+        model=list(PRE_MODELS),
+        subject=SUBJECTS,
+        roi=ROIS,
+    )
+    ens = expand(
+        f"{PRE_ROOT}/ensembles/{{ensemble}}/{{subject}}/{{roi}}.{ext}",
+        ensemble=list(PRE_ENSEMBLES),
+        subject=SUBJECTS,
+        roi=ROIS,
+    )
+    return singles + ens

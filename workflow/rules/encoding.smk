@@ -16,6 +16,9 @@ rule encode:
     log:
         f"{LOGS}/encoding/{{grid}}/{{subject}}/{{roi}}.log",
     threads: THREADS
+    # many small jobs: the Slurm profile packs `group-components` of them into one submission
+    group:
+        "encode"
     resources:
         mem_mb=mem_mb(),
         runtime=runtime(0.5),

@@ -1,4 +1,6 @@
 # Stage 3: one GPT per grid point, trained from the cached tokens.
+# On SIGTERM/SIGUSR2 (Slurm's time-limit warning, see docs/cluster.md) a run checkpoints
+# and exits 75; the retry (profile `retries`) runs the same command and resumes.
 
 
 rule pretrain:
@@ -13,16 +15,25 @@ rule pretrain:
         cfg=sections("pretrain", "corpus", "seed"),
         out_dir=parent("model"),
         device=DEVICE,
+        launcher=pretrain_launcher,
+        # threads of each training process (the job's threads are per GPU x GPUs)
+        proc_threads=lambda wildcards, threads, resources: max(
+            1, threads // max(1, resources.gpu)
+        ),
     conda:
         "../envs/cortexscale.yaml"
     log:
         f"{LOGS}/pretrain/{{grid}}.log",
-    threads: THREADS
+    threads: lambda wildcards: THREADS * max(1, gpus_for(wildcards.grid))
     resources:
         mem_mb=mem_mb(2),
         runtime=runtime(),
-        gpu=GPUS,
+        # GPUs by model size (resources.gpus_per_model); several run torchrun in the job
+        gpu=lambda wildcards: gpus_for(wildcards.grid),
+        cpus_per_gpu=THREADS,
     shell:
-        "cortexscale pretrain --sections {params.cfg} --grid {wildcards.grid}"
+        # exec: the training process replaces the job's shell, so a SIGTERM sent to every
+        # process of the Slurm job cannot kill the shell (and fail the job) first
+        "exec {params.launcher} pretrain --sections {params.cfg} --grid {wildcards.grid}"
         " --tokens {input.tokens} --frames {input.frames} --out-dir {params.out_dir}"
-        " --threads {threads} --device {params.device} 2> {log}"
+        " --threads {params.proc_threads} --device {params.device} 2> {log}"

@@ -1,0 +1,155 @@
+# The pretrained-model sweep (Matsuyama et al. 2023; issue 7): features of existing vision
+# models, per-voxel layer x pool-kernel selection, ensembles, sample-size and parameter-size
+# scaling. Models named by a path or hub id are params (a dry run needs no weights); models
+# with `build` are tiny random models made here. Video datasets use the fMRI dataset of the
+# study; image datasets (fmri.source algonauts2023) are read from fmri.root.
+
+if PRE_MODELS:
+
+    rule pretrained_build:
+        # every tiny model in one job: one import of transformers
+        output:
+            [directory(pre_model_dir(n)) for n in PRE_BUILT],
+        params:
+            cfg=sections("pretrained_models", "seed"),
+            names=" ".join(PRE_BUILT),
+            out_dir=lambda w, output: os.path.dirname(output[0]),
+        conda:
+            "../envs/cortexscale.yaml"
+        log:
+            f"{LOGS}/pretrained/build.log",
+        threads: 1
+        resources:
+            mem_mb=mem_mb(),
+            runtime=runtime(0.5),
+        shell:
+            "cortexscale pretrained-build --sections {params.cfg} --name {params.names}"
+            " --out-dir {params.out_dir} 2> {log}"
+
+    rule pretrained_features:
+        input:
+            model=lambda w: (
+                pre_model_dir(w.model) if PRE_MODELS[w.model].get("build") else []
+            ),
+            fmri=[] if IMAGE_FMRI else FMRI_MARKER,
+        output:
+            f"{PRE_ROOT}/features/{{model}}.h5",
+        wildcard_constraints:
+            model="|".join(re.escape(n) for n in PRE_MODELS),
+        params:
+            cfg=sections("pretrained_models", "subjects"),
+            source=lambda w: shlex.quote(pre_source(w)),
+            stimuli=pre_stimuli_arg(),
+            device=DEVICE,
+        conda:
+            "../envs/cortexscale.yaml"
+        log:
+            f"{LOGS}/pretrained/features_{{model}}.log",
+        threads: THREADS
+        resources:
+            mem_mb=mem_mb(4),
+            runtime=runtime(),
+            gpu=GPUS,
+        shell:
+            "cortexscale pretrained-features --sections {params.cfg} --name {wildcards.model}"
+            " --model {params.source} {params.stimuli} --out {output}"
+            " --threads {threads} --device {params.device} 2> {log}"
+
+    rule pretrained_encode:
+        # one job per model x subject: every ROI's parcels are fit at once (parcels are
+        # independent; the candidate designs are built once) and written per ROI
+        input:
+            features=f"{PRE_ROOT}/features/{{model}}.h5",
+        output:
+            expand(
+                f"{PRE_ROOT}/encoding/{{{{model}}}}/{{{{subject}}}}/{{roi}}.{{ext}}",
+                roi=ROIS,
+                ext=["tsv", "json", "npz"],
+            ),
+        wildcard_constraints:
+            model="|".join(re.escape(n) for n in PRE_MODELS),
+        params:
+            cfg=sections("encoding", "pretrained_models", "seed"),
+            stimuli=pre_stimuli_arg(),
+            rois=" ".join(ROIS),
+            out_dir=lambda w, output: os.path.dirname(output[0]),
+        conda:
+            "../envs/cortexscale.yaml"
+        log:
+            f"{LOGS}/pretrained/encoding/{{model}}/{{subject}}.log",
+        threads: THREADS
+        resources:
+            mem_mb=mem_mb(2),
+            runtime=runtime(0.5),
+        shell:
+            "cortexscale pretrained-encode --sections {params.cfg} --name {wildcards.model}"
+            " --features {input.features} --subject {wildcards.subject}"
+            " --rois {params.rois} {params.stimuli} --out-dir {params.out_dir}"
+            " --threads {threads} 2> {log}"
+
+    rule pretrained_ensemble:
+        # one job per ensemble (every subject x ROI): averaging predictions is cheap
+        input:
+            lambda w: expand(
+                f"{PRE_ROOT}/encoding/{{model}}/{{subject}}/{{roi}}.npz",
+                model=PRE_ENSEMBLES[w.ensemble],
+                subject=SUBJECTS,
+                roi=ROIS,
+            ),
+        output:
+            expand(
+                f"{PRE_ROOT}/ensembles/{{{{ensemble}}}}/{{subject}}/{{roi}}.{{ext}}",
+                subject=SUBJECTS,
+                roi=ROIS,
+                ext=["tsv", "json", "npz"],
+            ),
+        wildcard_constraints:
+            ensemble="|".join(re.escape(n) for n in PRE_ENSEMBLES) or "(?!x)x",
+        params:
+            members=lambda w: " ".join(PRE_ENSEMBLES[w.ensemble]),
+            subjects=" ".join(SUBJECTS),
+            rois=" ".join(ROIS),
+            encoding_root=lambda w, input: os.path.dirname(
+                os.path.dirname(os.path.dirname(input[0]))
+            ),
+            out_dir=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
+        conda:
+            "../envs/cortexscale.yaml"
+        log:
+            f"{LOGS}/pretrained/ensemble_{{ensemble}}.log",
+        threads: 1
+        resources:
+            mem_mb=mem_mb(),
+            runtime=runtime(0.5),
+        shell:
+            "cortexscale pretrained-ensemble --name {wildcards.ensemble}"
+            " --members {params.members} --subjects {params.subjects} --rois {params.rois}"
+            " --encoding-root {params.encoding_root} --out-dir {params.out_dir} 2> {log}"
+
+    rule pretrained_aggregate:
+        input:
+            encoding=pre_encoding_outputs("json"),
+            features=expand(f"{PRE_ROOT}/features/{{model}}.h5", model=list(PRE_MODELS)),
+        output:
+            table=report(
+                PRETRAINED_TABLES[0],
+                caption="../report/pretrained.rst",
+                category="Tables",
+            ),
+            sample_size=PRETRAINED_TABLES[1],
+            fits=PRETRAINED_TABLES[2],
+        params:
+            cfg=sections("pretrained_models"),
+        conda:
+            "../envs/cortexscale.yaml"
+        log:
+            f"{LOGS}/pretrained/aggregate.log",
+        threads: 1
+        resources:
+            mem_mb=mem_mb(),
+            runtime=runtime(0.5),
+        shell:
+            "cortexscale pretrained-aggregate --sections {params.cfg}"
+            " --encoding {input.encoding} --features {input.features}"
+            " --out {output.table} --sample-size {output.sample_size}"
+            " --fits {output.fits} 2> {log}"
