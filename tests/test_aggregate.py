@@ -81,12 +81,12 @@ def test_aggregate_writes_table_and_figures(tmp_path, rng):
     parcels = pd.read_csv(out.with_name("parcels.tsv"), sep="\t")
     assert len(parcels) == 32 * 16 and list(parcels.columns) == list(PARCEL_COLUMNS)
     assert pd.read_parquet(out.with_suffix(".parquet")).equals(table)
-    for name in ("scaling_data_size", "scaling_params", "loss_curves", "precision"):
+    for name in ("scaling_data_size", "scaling_params", "loss_curves", "precision", "factors"):
         for ext in ("png", "svg"):
             assert (figs / f"{name}.{ext}").stat().st_size > 1000
     assert not list(figs.glob(".*"))
     # explicit figure paths, as the CLI passes them
-    paths = [tmp_path / f"{name}.png" for name in "abcd"]
+    paths = [tmp_path / f"{name}.png" for name in "abcde"]
     aggregate(encs, sums, out, paths)
     assert all(p.exists() for p in paths)
 

@@ -44,7 +44,8 @@ def test_tiny_study_end_to_end(tmp_path):
     summary = (tmp_path / "results" / "summary.md").read_text()
     assert "tenfold increase" in summary and "compute frontier" in summary
     assert (tmp_path / "results" / "figures" / "frontier.png").stat().st_size > 1000
-    for fig in ("loss_curves.png", "precision.png", "brain_map.png", "scaling_fits.png"):
+    for fig in ("loss_curves.png", "precision.png", "brain_map.png", "scaling_fits.png",
+                "factors.png"):
         assert (tmp_path / "results" / "figures" / fig).stat().st_size > 1000
     report = run_snakemake(tmp_path, "--configfile", str(path), "--report",
                            str(tmp_path / "results" / "report.html"))

@@ -436,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pretraining summaries (results/pretrain/GRID/summary.json)")
     p.add_argument("--out", required=True, type=Path, help="the tidy table (TSV)")
     p.add_argument("--figures", required=True, nargs="+", type=Path,
-                   help="figure files: data-size scaling, parameter scaling, loss curves, precision")
+                   help="figure files: data-size scaling, parameter scaling, loss curves, precision, factors")
     p.set_defaults(func=cmd_aggregate)
     p = sub.add_parser("brain-maps", help="draw per-parcel r on the dataset's atlas")
     p.add_argument("--parcels", required=True, type=Path, help="tables/parcels.tsv")

@@ -43,6 +43,7 @@ SCALING_FIGURES = [
     f"{RESULTS}/figures/scaling_params.png",
     f"{RESULTS}/figures/loss_curves.png",
     f"{RESULTS}/figures/precision.png",
+    f"{RESULTS}/figures/factors.png",
 ]
 
 

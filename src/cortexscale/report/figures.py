@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
@@ -17,7 +18,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 from cortexscale.io.atomic import atomic_path  # noqa: E402
 
 __all__ = [
-    "plot_fits", "plot_frontier", "plot_loss_curves", "plot_params", "plot_precision",
+    "plot_factors", "plot_fits", "plot_frontier", "plot_loss_curves", "plot_params", "plot_precision",
     "plot_scaling",
     "save_figure",
 ]
@@ -206,5 +207,39 @@ def plot_fits(curves: pd.DataFrame, out_png: str | os.PathLike) -> None:
             if j == 0:
                 ax.set_ylabel("mean test r")
         axes[i, -1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    save_figure(fig, out_png)
+
+
+def plot_factors(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
+    """Mean r against each model factor (hidden size, layers, heads) per subject, one panel
+    per factor and a row per data size: the paper's per-factor figures. For a factor, the
+    points are those whose other two factors sit at their most common value (the base
+    config of a one-at-a-time grid); ROIs and precisions are averaged.
+
+    Writes ``out_png`` and the SVG beside it.
+    """
+    data = _check(table)
+    factors = [f for f in ("hidden", "layers", "heads") if data[f].nunique() > 1]
+    if not factors:
+        factors = ["hidden"]
+    sizes = sorted(data["data_size"].unique())
+    fig, axes = plt.subplots(len(sizes), len(factors), figsize=(3.4 * len(factors),
+                             2.6 * len(sizes)), squeeze=False)
+    for i, size in enumerate(sizes):
+        at_size = data[data["data_size"] == size]
+        for j, factor in enumerate(factors):
+            others = [f for f in ("hidden", "layers", "heads") if f != factor]
+            keep = np.ones(len(at_size), dtype=bool)
+            for f in others:
+                keep &= (at_size[f] == at_size[f].mode().iloc[0]).to_numpy()
+            part = at_size[keep].groupby([factor, "subject"], as_index=False)["mean_r"].mean()
+            ax = axes[i, j]
+            dodge = 0.2 if part["subject"].nunique() > 1 else False
+            sns.pointplot(data=part, x=factor, y="mean_r", hue="subject", ax=ax,
+                          dodge=dodge, markersize=4, linewidth=1)
+            ax.set(title=f"{factor}, data size {size}", xlabel=factor, ylabel="mean test r")
+            if (i, j) != (0, len(factors) - 1) and ax.get_legend() is not None:
+                ax.get_legend().remove()
     fig.tight_layout()
     save_figure(fig, out_png)

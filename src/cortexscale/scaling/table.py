@@ -24,7 +24,8 @@ SUMMARY_KEYS = ("n_params", "train_flops", "tokens_seen", "final_val_loss", "wal
 TABLE_COLUMNS = GRID_COLUMNS + ENCODING_KEYS + SUMMARY_KEYS
 SORT_KEYS = ["data_size", "hidden", "layers", "heads", "precision", "subject", "roi"]
 FIGURE_NAMES = (
-    "scaling_data_size.png", "scaling_params.png", "loss_curves.png", "precision.png"
+    "scaling_data_size.png", "scaling_params.png", "loss_curves.png", "precision.png",
+    "factors.png",
 )
 PARCEL_COLUMNS = GRID_COLUMNS + ("subject", "roi", "parcel", "r", "alpha")
 
@@ -169,6 +170,7 @@ def aggregate(
     table : DataFrame
     """
     from cortexscale.report.figures import (
+        plot_factors,
         plot_loss_curves,
         plot_params,
         plot_precision,
@@ -185,10 +187,11 @@ def aggregate(
         if len(paths) != len(FIGURE_NAMES):
             raise ValueError(
                 f"figure paths must be {len(FIGURE_NAMES)} (data-size scaling, parameter "
-                f"scaling, loss curves, precision), got {paths}"
+                f"scaling, loss curves, precision, factors), got {paths}"
             )
     plot_scaling(table, paths[0])
     plot_params(table, paths[1])
     plot_loss_curves(collect_logs(_summary_paths(summaries)), paths[2])
     plot_precision(table, paths[3])
+    plot_factors(table, paths[4])
     return table
