@@ -31,10 +31,9 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from cortexscale.data.checks import check_run_durations
+from cortexscale.data.checks import check_run_durations, movie_durations
 from cortexscale.data.fmri import FmriDataset, open_h5
 from cortexscale.data.layout import write_dataset
-from cortexscale.io.video import video_info
 
 __all__ = ["KEY_PATTERN", "import_algonauts2025", "parse_key", "write_synthetic_algonauts2025"]
 
@@ -165,11 +164,7 @@ def import_algonauts2025(
         raise ValueError(f"{root}: no stimulus is shown twice; name the held-out stimuli "
                          "in fmri.test_stimuli")
     runs["split"] = np.where(runs["stimulus"].isin(test), "test", "train")
-    durations = {}
-    for s, p in stim_paths.items():
-        n, fps = video_info(p)
-        durations[s] = n / fps
-    notes = check_run_durations(runs, tr, durations, str(root))
+    notes = check_run_durations(runs, tr, movie_durations(stim_paths), str(root))
     parcels = _parcel_table(root, int(n_parcels))
 
     def arrays():

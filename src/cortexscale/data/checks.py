@@ -50,10 +50,7 @@ def check_dataset(
         )
     for roi in rois:
         ds.roi_parcels(roi)
-    durations = {}
-    for stimulus in ds.stimuli:
-        n_frames, fps = video_info(ds.stimulus_path(stimulus))
-        durations[stimulus] = n_frames / fps
+    durations = movie_durations({s: ds.stimulus_path(s) for s in ds.stimuli})
     study_runs = ds.runs[ds.runs["subject"].isin(subjects)].copy()
     study_runs["source"] = [f"{ds.root / (s + '.h5')}[{r!r}]"
                             for s, r in zip(study_runs["subject"], study_runs["run"], strict=True)]
@@ -88,6 +85,15 @@ def check_dataset(
     report["subjects"] = per_subject
     report["provenance"] = provenance()
     return report
+
+
+def movie_durations(paths: dict[str, Any]) -> dict[str, float]:
+    """Stimulus name -> movie duration in seconds (frame count / frame rate, by demuxing)."""
+    out = {}
+    for stimulus, path in paths.items():
+        n_frames, fps = video_info(path)
+        out[stimulus] = n_frames / fps
+    return out
 
 
 def check_run_durations(

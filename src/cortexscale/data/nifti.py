@@ -29,9 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cortexscale.data.checks import check_run_durations
+from cortexscale.data.checks import check_run_durations, movie_durations
 from cortexscale.data.layout import write_dataset
-from cortexscale.io.video import video_info
 
 __all__ = ["DEFAULT_CONFOUNDS", "import_nifti", "reduce_run", "write_synthetic_nifti"]
 
@@ -174,11 +173,7 @@ def import_nifti(
         raise ValueError(f"{root}: test stimuli {sorted(test)} not among the tasks "
                          f"{sorted(set(runs['stimulus']))}; set fmri.test_stimuli")
     runs["split"] = np.where(runs["stimulus"].isin(test), "test", "train")
-    durations = {}
-    for s, p in stim_paths.items():
-        n, fps = video_info(p)
-        durations[s] = n / fps
-    notes = check_run_durations(runs, tr, durations, str(root))
+    notes = check_run_durations(runs, tr, movie_durations(stim_paths), str(root))
     common = {"standardize": "zscore_sample", "t_r": tr}
     if mask:
         mask_path = root / mask

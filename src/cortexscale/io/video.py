@@ -8,9 +8,12 @@ file PyAV can open.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,6 +96,30 @@ def _to_rgb(frame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")
 
 
+@contextlib.contextmanager
+def _video_stream(path: Path, verb: str) -> Iterator[tuple[Any, Any, float]]:
+    """Open a video's first video stream: yield (container, stream, frame rate).
+
+    Errors name the file: missing (FileNotFoundError), no video stream, no frame rate, or
+    anything FFmpeg rejects while the block runs (ValueError, "could not {verb} ...").
+    """
+    import av
+
+    if not path.is_file():
+        raise FileNotFoundError(f"video file {path} does not exist")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"video file {path} has no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            if rate is None:
+                raise ValueError(f"video file {path} does not state a frame rate")
+            yield container, stream, float(rate)
+    except av.error.FFmpegError as err:
+        raise ValueError(f"could not {verb} video file {path}: {err}") from err
+
+
 def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     """Decode every frame of a video file.
 
@@ -115,25 +142,12 @@ def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     ValueError
         If the file cannot be decoded, has no video stream or no frames.
     """
-    import av
-
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"video file {path} does not exist")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise ValueError(f"video file {path} has no video stream")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            frames = [_to_rgb(f) for f in container.decode(stream)]
-    except av.error.FFmpegError as err:
-        raise ValueError(f"could not decode video file {path}: {err}") from err
+    with _video_stream(path, "decode") as (container, stream, rate):
+        frames = [_to_rgb(f) for f in container.decode(stream)]
     if not frames:
         raise ValueError(f"video file {path} contains no decodable frames")
-    if rate is None:
-        raise ValueError(f"video file {path} does not state a frame rate")
-    return np.stack(frames), float(rate)
+    return np.stack(frames), rate
 
 
 def frame_times_index(n_src: int, src_fps: float, dst_fps: float) -> np.ndarray:
@@ -237,25 +251,12 @@ def video_info(path: str | os.PathLike) -> tuple[int, float]:
     ValueError
         If the file cannot be opened, has no video stream or states no frame rate.
     """
-    import av
-
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"video file {path} does not exist")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise ValueError(f"video file {path} has no video stream")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            n = sum(1 for p in container.demux(stream) if p.size)
-    except av.error.FFmpegError as err:
-        raise ValueError(f"could not open video file {path}: {err}") from err
-    if rate is None:
-        raise ValueError(f"video file {path} does not state a frame rate")
+    with _video_stream(path, "open") as (container, stream, rate):
+        n = sum(1 for p in container.demux(stream) if p.size)
     if n == 0:
         raise ValueError(f"video file {path} contains no frames")
-    return n, float(rate)
+    return n, rate
 
 
 def read_video_resampled(
