@@ -283,37 +283,23 @@ def read_video_resampled(
         ``n_dst = round(n_src * fps / src_fps)``; frame ``j`` is the source frame nearest
         to ``j / fps`` seconds.
     """
-    import av
-
     path = Path(path)
     _as_rate(fps)
-    if not path.is_file():
-        raise FileNotFoundError(f"video file {path} does not exist")
     out: list[np.ndarray] = []
     pending: list[np.ndarray] = []
     n_src, j = 0, 0
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise ValueError(f"video file {path} has no video stream")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            if rate is None:
-                raise ValueError(f"video file {path} does not state a frame rate")
-            src_fps = float(rate)
-            for frame in container.decode(stream):
-                rgb = None
-                # output frame j takes source frame floor(j * src / dst + 0.5)
-                while int(np.floor(j / fps * src_fps + 0.5 + 1e-9)) <= n_src:
-                    rgb = _to_rgb(frame) if rgb is None else rgb
-                    pending.append(rgb)
-                    j += 1
-                n_src += 1
-                if len(pending) >= batch:
-                    out.append(_resize(np.stack(pending), int(height), int(width)))
-                    pending = []
-    except av.error.FFmpegError as err:
-        raise ValueError(f"could not decode video file {path}: {err}") from err
+    with _video_stream(path, "decode") as (container, stream, src_fps):
+        for frame in container.decode(stream):
+            rgb = None
+            # output frame j takes source frame floor(j * src / dst + 0.5)
+            while int(np.floor(j / fps * src_fps + 0.5 + 1e-9)) <= n_src:
+                rgb = _to_rgb(frame) if rgb is None else rgb
+                pending.append(rgb)
+                j += 1
+            n_src += 1
+            if len(pending) >= batch:
+                out.append(_resize(np.stack(pending), int(height), int(width)))
+                pending = []
     if pending:
         out.append(_resize(np.stack(pending), int(height), int(width)))
     if n_src == 0:
