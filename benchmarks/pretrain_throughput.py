@@ -38,8 +38,12 @@ from cortexscale.train.metrics import device_name, matmul_precision, mfu
 BASE = {"vocab_size": 2048, "shape": (4, 8, 8), "hidden": 576, "layers": 8, "heads": 4}
 
 
+SDPA = {"auto": None, "flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION",
+        "efficient": "EFFICIENT_ATTENTION", "math": "MATH"}
+
+
 def run_case(precision: str, compiled: bool, batch: int, steps: int, warmup: int,
-             dev: torch.device, mode: str = "default") -> dict:
+             dev: torch.device, mode: str = "default", sdpa: str = "auto") -> dict:
     torch.manual_seed(0)
     cfg = GPTConfig(**BASE)
     model = GPT(cfg).to(dev)
@@ -50,7 +54,12 @@ def run_case(precision: str, compiled: bool, batch: int, steps: int, warmup: int
         lr=3e-4, betas=(0.9, 0.95), fused=dev.type == "cuda" or None,
     )
     scaler = grad_scaler(precision, dev)
-    fwd = torch.compile(model, mode=mode) if compiled else model
+    if not compiled:
+        fwd = model
+    elif mode == "gemm-autotune":  # Inductor's GEMM templates (fused epilogues) only
+        fwd = torch.compile(model, options={"max_autotune_gemm": True})
+    else:
+        fwd = torch.compile(model, mode=mode)
     codes = torch.randint(0, cfg.vocab_size, (steps + warmup, batch, *cfg.shape), device=dev)
 
     def step(i: int) -> None:
@@ -63,6 +72,11 @@ def run_case(precision: str, compiled: bool, batch: int, steps: int, warmup: int
         scaler.update()
         opt.zero_grad(set_to_none=True)
 
+    if SDPA[sdpa] is not None:  # pin one attention kernel for the whole case
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        ctx = sdpa_kernel(getattr(SDPBackend, SDPA[sdpa]))
+        ctx.__enter__()
     for i in range(warmup):
         step(i)
     if dev.type == "cuda":
@@ -74,6 +88,8 @@ def run_case(precision: str, compiled: bool, batch: int, steps: int, warmup: int
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     dt = time.perf_counter() - t0
+    if SDPA[sdpa] is not None:
+        ctx.__exit__(None, None, None)
     tok_s = steps * batch * cfg.n_tokens / dt
     m = mfu(tok_s * flops_per_token(cfg), precision, dev)
     return {"precision": precision, "compile": compiled, "tokens_per_s": tok_s, "mfu": m,
@@ -91,8 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-tf32", action="store_true", help="true fp32 matmuls on a GPU")
     ap.add_argument("--compile-mode", default="default",
                     choices=["default", "reduce-overhead", "max-autotune",
-                             "max-autotune-no-cudagraphs"],
-                    help="torch.compile mode (default: default)")
+                             "max-autotune-no-cudagraphs", "gemm-autotune"],
+                    help="torch.compile mode; gemm-autotune tunes GEMMs only, without "
+                         "max-autotune's coordinate-descent tuning of every kernel "
+                         "(default: default)")
+    ap.add_argument("--sdpa", choices=sorted(SDPA), default="auto",
+                    help="attention kernel (default: torch's choice)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     dev = setup_device(args.device, args.threads)
@@ -114,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     for compiled in compiles:
         for precision in args.precisions.split(","):
             try:
-                r = run_case(precision, compiled, batch, steps, warmup, dev, args.compile_mode)
+                r = run_case(precision, compiled, batch, steps, warmup, dev, args.compile_mode,
+                             args.sdpa)
             except Exception as err:  # report and go on: one failing case must not hide others
                 print(f"{precision}\t-\t{compiled}\tfailed: {type(err).__name__}: {err}",
                       file=sys.stderr, flush=True)

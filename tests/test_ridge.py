@@ -48,6 +48,31 @@ def test_alphas_match_brute_force(rng, shape, score):
     assert res.valid.all()
 
 
+@pytest.mark.parametrize("score", ["pearson", "r2"])
+def test_filter_and_projection_forms_agree(rng, monkeypatch, score):
+    """Primal scoring with per-penalty filters on the features (the default when they fit
+    in memory) equals projecting the targets per fold; one worker equals two."""
+    import cortexscale.encoding.ridge as ridge
+
+    X, Y, groups = _problem(rng, 150, 20, 60, n_groups=5)
+    Y[:, 3] = 1.0  # an excluded target inside a chunk
+    args = (X, Y, groups, ALPHAS)
+    kw = dict(n_folds=5, score=score, dtype="float64", chunk_size=25)
+    filters = ridge_cv(*args, **kw)
+    monkeypatch.setattr(ridge, "_MIN_FILTER_BUDGET", 0)
+    projected = ridge_cv(*args, **kw)
+    monkeypatch.setattr(ridge, "_n_workers", lambda: 1)
+    serial = ridge_cv(*args, **kw)
+    for other in (projected, serial):
+        np.testing.assert_allclose(other.cv_scores, filters.cv_scores, rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(other.best_alpha, filters.best_alpha)
+        np.testing.assert_allclose(other.coef, filters.coef, rtol=1e-9, atol=1e-12)
+    ref_scores, ref_alpha = _brute_force(X, np.delete(Y, 3, 1), groups, ALPHAS, 5, score)
+    np.testing.assert_allclose(np.delete(filters.cv_scores, 3, 1), ref_scores, rtol=1e-8,
+                               atol=1e-10)
+    np.testing.assert_array_equal(np.delete(filters.best_alpha, 3), ref_alpha)
+
+
 @pytest.mark.parametrize("shape", [(100, 10, 5), (40, 90, 5)], ids=["p<n", "p>n"])
 def test_refit_single_alpha_closed_form(rng, shape):
     n, p, v = shape

@@ -26,12 +26,14 @@ the same algorithm behind one function.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from cortexscale.encoding.backends import is_tensor, resolve_backend, ridge_cv_torch
 
@@ -47,6 +49,7 @@ __all__ = [
 
 SCORES = ("pearson", "r2")
 DTYPES = ("float32", "float64")
+_MIN_FILTER_BUDGET = 2**22  # values the primal per-penalty filters may always take
 _SINGLE_THREAD_EIGH = 4096  # matrices up to this size are decomposed on one BLAS thread
 
 
@@ -97,6 +100,10 @@ class _Fold:
     basis: np.ndarray  # (p, r) primal V or (n_train, r) dual Q, compute dtype
     a_c: np.ndarray  # (n_val, r) A centred over validation samples, compute dtype
     a_mean: np.ndarray  # (r,) float64 column means of A
+    x_drop: np.ndarray | None  # primal: (n - n_train, q) X_drop (q = p) or X_drop @ V (q = r)
+    # primal, filters applied to features: predictions are ``stacked @ X_train.T @ Y_train``
+    stacked: np.ndarray | None = None  # (k * n_val, p) A_c diag(1/(lam+alpha)) V.T per alpha
+    mean_rows: np.ndarray | None = None  # (k, p) float64 a_mean diag(1/(lam+alpha)) V.T
 
 
 # --------------------------------------------------------------------------- folds
@@ -249,40 +256,69 @@ def _dropped(n: int, train: np.ndarray) -> np.ndarray:
     return np.flatnonzero(~keep)
 
 
-def _primal_folds(X64: np.ndarray, folds, dtype: np.dtype) -> list[_Fold]:
-    """Per-fold factors from the downdated Gram matrix ``X.T @ X`` (p, p)."""
+def _primal_folds(X64: np.ndarray, folds, dtype: np.dtype, alphas: np.ndarray,
+                  budget: int) -> tuple[list[_Fold], tuple[np.ndarray, np.ndarray]]:
+    """Per-fold factors from the downdated Gram matrix ``X.T @ X`` (p, p).
+
+    When the training Gram matrix has full rank and the per-penalty filters of all folds
+    fit in ``budget`` values, they are applied to the features once
+    (``stacked = A_c diag(1/(lam+alpha)) V.T``), which saves projecting the targets on
+    each fold's basis (``r * p`` multiply-adds per target and fold, a tenth of the work
+    with 11 penalties); otherwise the targets are projected per fold and chunk.
+
+    Returns the folds and the eigenpairs ``(lam, V)`` of the full Gram matrix (refit).
+    """
+    (n, p), k = X64.shape, alphas.size
     gram = X64.T @ X64  # (p, p)
+    drops = [_dropped(n, train) for train, _ in folds]
+    mats = [gram - X64[drop].T @ X64[drop] for drop in drops]  # (p, p) each
+    *eig, full = [_eigh_psd(m) for m in mats + [gram]]
+    filters = (all(lam.size == p for lam, _ in eig)
+               and k * p * sum(val.size for _, val in folds) <= budget)
     out = []
-    for train, val in folds:
-        drop = _dropped(X64.shape[0], train)
-        xd = X64[drop]  # (n - n_train, p)
-        lam, V = _eigh_psd(gram - xd.T @ xd)  # (r,), (p, r)
+    for (train, val), drop, (lam, V) in zip(folds, drops, eig, strict=True):
         a_c, a_mean = _centre_cols(X64[val] @ V, dtype)  # (n_val, r)
-        out.append(_Fold(train, val, drop, lam, V.astype(dtype), a_c, a_mean))
-    return out
+        if filters:
+            d = _shrink(lam, alphas)  # (k, r)
+            Vt = V.T.astype(dtype)  # (r, p)
+            stacked = (a_c[None] * d[:, None, :].astype(dtype)).reshape(-1, lam.size) @ Vt
+            fold = _Fold(train, val, drop, lam, V.astype(dtype), a_c, a_mean,
+                         X64[drop].astype(dtype), stacked, (a_mean[None, :] * d) @ V.T)
+        else:
+            fold = _Fold(train, val, drop, lam, V.astype(dtype), a_c, a_mean,
+                         (X64[drop] @ V).astype(dtype))
+        out.append(fold)
+    return out, full
 
 
-def _dual_folds(X64: np.ndarray, folds, dtype: np.dtype) -> list[_Fold]:
-    """Per-fold factors from sub-blocks of the kernel ``X @ X.T`` (n, n)."""
+def _dual_folds(X64: np.ndarray, folds, dtype: np.dtype):
+    """Per-fold factors from sub-blocks of the kernel ``X @ X.T`` (n, n).
+
+    Returns the folds and the eigenpairs ``(lam, Q)`` of the full kernel (refit).
+    """
     kernel = X64 @ X64.T  # (n, n)
+    mats = [kernel[np.ix_(train, train)] for train, _ in folds] + [kernel.copy()]
+    *eig, full = [_eigh_psd(m) for m in mats]
     out = []
-    for train, val in folds:
-        lam, Q = _eigh_psd(kernel[np.ix_(train, train)])  # (r,), (n_train, r)
+    for (train, val), (lam, Q) in zip(folds, eig, strict=True):
         a_c, a_mean = _centre_cols(kernel[np.ix_(val, train)] @ Q, dtype)  # (n_val, r)
         drop = _dropped(X64.shape[0], train)
-        out.append(_Fold(train, val, drop, lam, Q.astype(dtype), a_c, a_mean))
-    return out
+        out.append(_Fold(train, val, drop, lam, Q.astype(dtype), a_c, a_mean, None))
+    return out, full
 
 
-def _project(fold: _Fold, X: np.ndarray, Yc: np.ndarray, XtY: np.ndarray | None) -> np.ndarray:
-    """Targets projected on the fold's basis: ``B`` (r, v_chunk).
+def _project(fold: _Fold, Yc: np.ndarray, XtY: np.ndarray | None) -> np.ndarray:
+    """The training targets as the fold's scoring GEMM takes them: ``B`` (q, v_chunk).
 
-    Primal: ``V.T @ (X.T @ Y - X_drop.T @ Y_drop)``; dual: ``Q.T @ Y_train``.
+    Primal with filters: ``X_train.T @ Y_train = X.T @ Y - X_drop.T @ Y_drop`` (q = p);
+    primal: ``V.T @ X_train.T @ Y_train = V.T @ X.T @ Y - (X_drop @ V).T @ Y_drop``
+    (q = r); dual: ``Q.T @ Y_train`` (q = r).
     """
-    if XtY is not None:
-        xty_train = XtY - X[fold.drop].T @ Yc[fold.drop]  # (p, vc)
-        return fold.basis.T @ xty_train  # (r, vc)
-    return fold.basis.T @ Yc[fold.train]  # (r, vc)
+    if XtY is None:
+        return fold.basis.T @ Yc[fold.train]  # (r, vc)
+    B = XtY.copy() if fold.stacked is not None else fold.basis.T @ XtY  # (q, vc)
+    B -= fold.x_drop.T @ Yc[fold.drop]
+    return B
 
 
 def _shrink(lam: np.ndarray, alphas: np.ndarray) -> np.ndarray:
@@ -291,7 +327,8 @@ def _shrink(lam: np.ndarray, alphas: np.ndarray) -> np.ndarray:
 
 
 def _fold_scores(
-    fold: _Fold, B: np.ndarray, y_val: np.ndarray, alphas: np.ndarray, score: str
+    fold: _Fold, B: np.ndarray, y_val: np.ndarray, alphas: np.ndarray, score: str,
+    work: np.ndarray | None = None,
 ) -> np.ndarray:
     """Validation scores of every penalty with one stacked GEMM.
 
@@ -304,33 +341,83 @@ def _fold_scores(
         Validation targets.
     alphas : ndarray, shape (k,)
     score : {'pearson', 'r2'}
+    work : ndarray of B's dtype, shape (>= k * n_val * vc,), optional
+        Buffer for the stacked predictions, reused across folds and chunks (a fresh
+        allocation of this size per call costs page faults comparable to a tenth of the
+        GEMM).
 
     Returns
     -------
     scores : ndarray of float64, shape (k, vc)
         NaN where the score is undefined (constant validation targets or predictions).
     """
-    k, (n_val, r) = alphas.size, fold.a_c.shape
+    k, (n_val, r), vc = alphas.size, fold.a_c.shape, B.shape[1]
     d = _shrink(fold.lam, alphas)  # (k, r)
-    stacked = (fold.a_c[None] * d[:, None, :].astype(fold.a_c.dtype)).reshape(k * n_val, r)
-    pred_c = (stacked @ B).reshape(k, n_val, -1)  # (k, n_val, vc), centred predictions
+    if fold.stacked is not None:
+        stacked, mean_rows = fold.stacked, fold.mean_rows  # (k * n_val, p), (k, p)
+    else:
+        stacked = (fold.a_c[None] * d[:, None, :].astype(fold.a_c.dtype)).reshape(-1, r)
+        mean_rows = fold.a_mean[None, :] * d  # (k, r)
+    if work is None or work.size < k * n_val * vc:
+        work = np.empty(k * n_val * vc, dtype=B.dtype)
+    pred_c = np.matmul(stacked, B, out=work[: k * n_val * vc].reshape(k * n_val, vc))
+    pred_c = pred_c.reshape(k, n_val, vc)  # centred predictions
     y64 = y_val.astype(np.float64)
     y_mean = y64.mean(axis=0)  # (vc,)
     y64 -= y_mean
     ss_y = np.einsum("ij,ij->j", y64, y64)  # (vc,)
     y_c = y64.astype(B.dtype)
-    ss_p = np.empty((k, B.shape[1]))
-    cross = np.empty((k, B.shape[1]))
-    for i in range(k):
-        ss_p[i] = np.sum(pred_c[i] * pred_c[i], axis=0, dtype=np.float64)
-        cross[i] = np.sum(pred_c[i] * y_c, axis=0, dtype=np.float64)
+    # sums of n_val products per (penalty, target): accurate to ~1e-6 of themselves in
+    # float32, and only combined (with cancellation) below, in float64
+    ss_p = np.einsum("knv,knv->kv", pred_c, pred_c).astype(np.float64)  # (k, vc)
+    cross = np.einsum("knv,nv->kv", pred_c, y_c).astype(np.float64)  # (k, vc)
     with np.errstate(divide="ignore", invalid="ignore"):
         if score == "pearson":
             den = np.sqrt(ss_p * ss_y)
             return np.where(den > 0, cross / den, np.nan)
-        pred_mean = (fold.a_mean[None, :] * d) @ B.astype(np.float64)  # (k, vc)
+        pred_mean = mean_rows @ B.astype(np.float64)  # (k, vc)
         ss_res = ss_y - 2 * cross + ss_p + n_val * (y_mean - pred_mean) ** 2
         return np.where(ss_y > 0, 1.0 - ss_res / ss_y, np.nan)
+
+
+def _n_workers() -> int:
+    """Cores this process may use: CPU affinity, capped by the BLAS thread setting (which
+    follows ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``, as set by schedulers)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    return max(1, min([cores or 1, *blas]))
+
+
+def _cv_scores(fold_factors: list[_Fold], Yc: np.ndarray, XtY: np.ndarray | None,
+               alphas: np.ndarray, score: str, works: list[np.ndarray]):
+    """Sum and count over folds of the defined validation scores, each (k, vc) float64.
+
+    The targets are split among ``len(works)`` workers (threads with one BLAS thread
+    each and their own prediction buffer; numpy releases the GIL in GEMMs and
+    reductions), so the GEMMs run as fast as with threaded BLAS and the single-threaded
+    reductions around them run in parallel.
+    """
+    vc = Yc.shape[1]
+    total = np.zeros((alphas.size, vc))
+    count = np.zeros((alphas.size, vc))
+
+    def run(worker: int) -> None:
+        part = slice(worker * vc // len(works), (worker + 1) * vc // len(works))
+        y, xty = Yc[:, part], None if XtY is None else XtY[:, part]
+        for fold in fold_factors:
+            s = _fold_scores(fold, _project(fold, y, xty), y[fold.val], alphas, score,
+                             works[worker])
+            seen = ~np.isnan(s)
+            total[:, part] += np.where(seen, s, 0.0)
+            count[:, part] += seen
+
+    if len(works) == 1 or vc < 2 * len(works):
+        works = works[:1]
+        run(0)
+        return total, count
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(len(works)) as pool:
+        list(pool.map(run, range(len(works))))
+    return total, count
 
 
 def _best_alpha_index(cv_scores: np.ndarray) -> np.ndarray:
@@ -424,31 +511,38 @@ def ridge_cv(
     X64 = X.astype(np.float64)
     Xd = X.astype(dt)
     primal = p <= n
-    fold_factors = _primal_folds(X64, folds, dt) if primal else _dual_folds(X64, folds, dt)
-    lam_all, basis_all = _eigh_psd(X64.T @ X64 if primal else X64 @ X64.T)
+    # the prediction buffers hold k * n_val * chunk values; the primal filters may take as
+    # much (and always a few MB)
+    budget = max(k * max(val.size for _, val in folds) * min(int(chunk_size), v),
+                 _MIN_FILTER_BUDGET)
+    fold_factors, (lam_all, basis_all) = (
+        _primal_folds(X64, folds, dt, alphas, budget) if primal else _dual_folds(X64, folds, dt)
+    )
     basis_all = basis_all.astype(dt)
     del X64
 
     cv_scores = np.full((k, v), np.nan)
     best_alpha = np.full(v, np.nan)
     coef = np.zeros((p, v), dtype=dt)
+    n_val_max = max(f.val.size for f in fold_factors)
+    # one worker per core, each with one BLAS thread and its own prediction buffer: the
+    # GEMMs run as fast as with threaded BLAS, and the reductions around them in parallel
+    n_workers = _n_workers()
+    part = -(-min(int(chunk_size), v) // n_workers)  # targets per worker, rounded up
+    works = [np.empty(k * n_val_max * part, dtype=dt) for _ in range(n_workers)]
     for sl in _chunks(v, int(chunk_size)):
         ok = valid[sl]
         if not ok.any():
             continue
-        Yc = Y[:, sl][:, ok].astype(dt, copy=False)  # (n, vc) valid targets, a copy
+        whole = bool(ok.all())
+        # (n, vc) valid targets: a view when possible (GEMMs take row-strided arrays)
+        Yc = Y[:, sl].astype(dt, copy=False) if whole else Y[:, sl][:, ok].astype(dt)
         XtY = Xd.T @ Yc if primal else None  # (p, vc)
-        total = np.zeros((k, Yc.shape[1]))
-        count = np.zeros((k, Yc.shape[1]))
-        for fold in fold_factors:
-            s = _fold_scores(fold, _project(fold, Xd, Yc, XtY), Yc[fold.val], alphas, score)
-            seen = ~np.isnan(s)
-            total += np.where(seen, s, 0.0)
-            count += seen
+        total, count = _cv_scores(fold_factors, Yc, XtY, alphas, score, works)
         with np.errstate(invalid="ignore"):
             mean_scores = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         alpha = alphas[_best_alpha_index(mean_scores)]  # (vc,)
-        cols = np.arange(sl.start, sl.stop)[ok]
+        cols = sl if whole else np.arange(sl.start, sl.stop)[ok]
         cv_scores[:, cols] = mean_scores
         best_alpha[cols] = alpha
         if primal:
