@@ -6,7 +6,8 @@ The paper's base config: 576 hidden, 8 layers, 4 heads, a 2048-code vocabulary a
 held on the device, times ``--steps`` steps after ``--warmup`` steps, and reports tokens/s,
 MFU (:mod:`cortexscale.train.metrics`; fp32 on a GPU counts as TF32 when TF32 matmuls are
 on, which is cortexscale's default) and peak memory. ``--no-tf32`` turns TF32 off so that
-fp32 is true fp32 (then scored against the fp32 peak).
+fp32 is true fp32 (then scored against the fp32 peak). The residual stream follows
+``pretrain.residual`` (``--residual``; default ``auto``: bf16 for bf16, float32 otherwise).
 
 Last line: ``RESULT device=<name> bf16_vs_fp32=<x> mfu_bf16=<y>`` (best over compile on/off).
 
@@ -25,7 +26,7 @@ import time
 
 import torch
 
-from cortexscale.models.gpt import GPT, GPTConfig, flops_per_token
+from cortexscale.models.gpt import GPT, RESIDUALS, GPTConfig, flops_per_token, residual_dtype
 from cortexscale.train.common import (
     autocast_context,
     grad_scaler,
@@ -40,12 +41,15 @@ BASE = {"vocab_size": 2048, "shape": (4, 8, 8), "hidden": 576, "layers": 8, "hea
 
 SDPA = {"auto": None, "flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION",
         "efficient": "EFFICIENT_ATTENTION", "math": "MATH"}
+SDP_FLAGS = ("flash", "cudnn", "mem_efficient", "math")  # torch.backends.cuda.enable_*_sdp
+SDP_FLAGS_OF = {"flash": "flash", "cudnn": "cudnn", "efficient": "mem_efficient", "math": "math"}
 
 
 def run_case(precision: str, compiled: bool, batch: int, steps: int, warmup: int,
-             dev: torch.device, mode: str = "default", sdpa: str = "auto") -> dict:
+             dev: torch.device, mode: str = "default", sdpa: str = "auto",
+             residual: str = "auto") -> dict:
     torch.manual_seed(0)
-    cfg = GPTConfig(**BASE)
+    cfg = GPTConfig(**BASE, residual=residual_dtype(residual, precision))
     model = GPT(cfg).to(dev)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     other = [p for p in model.parameters() if p.dim() < 2]
@@ -58,6 +62,7 @@ def run_case(precision: str, compiled: bool, batch: int, steps: int, warmup: int
         fwd = model
     elif mode == "gemm-autotune":  # Inductor's GEMM templates (fused epilogues) only
         fwd = torch.compile(model, options={"max_autotune_gemm": True})
+
     else:
         fwd = torch.compile(model, mode=mode)
     codes = torch.randint(0, cfg.vocab_size, (steps + warmup, batch, *cfg.shape), device=dev)
@@ -72,11 +77,10 @@ def run_case(precision: str, compiled: bool, batch: int, steps: int, warmup: int
         scaler.update()
         opt.zero_grad(set_to_none=True)
 
-    if SDPA[sdpa] is not None:  # pin one attention kernel for the whole case
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        ctx = sdpa_kernel(getattr(SDPBackend, SDPA[sdpa]))
-        ctx.__enter__()
+    if SDPA[sdpa] is not None:  # allow one attention kernel only, for the whole case
+        enabled = {b: getattr(torch.backends.cuda, f"{b}_sdp_enabled")() for b in SDP_FLAGS}
+        for b in SDP_FLAGS:
+            getattr(torch.backends.cuda, f"enable_{b}_sdp")(b == SDP_FLAGS_OF[sdpa])
     for i in range(warmup):
         step(i)
     if dev.type == "cuda":
@@ -89,17 +93,20 @@ def run_case(precision: str, compiled: bool, batch: int, steps: int, warmup: int
         torch.cuda.synchronize(dev)
     dt = time.perf_counter() - t0
     if SDPA[sdpa] is not None:
-        ctx.__exit__(None, None, None)
+        for b, on in enabled.items():
+            getattr(torch.backends.cuda, f"enable_{b}_sdp")(on)
     tok_s = steps * batch * cfg.n_tokens / dt
     m = mfu(tok_s * flops_per_token(cfg), precision, dev)
-    return {"precision": precision, "compile": compiled, "tokens_per_s": tok_s, "mfu": m,
+    return {"precision": precision, "compile": compiled, "residual": cfg.residual,
+            "tokens_per_s": tok_s, "mfu": m,
             "peak_mem_mb": peak_memory_mb(dev), "matmul": matmul_precision(precision, dev)}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--batch", type=int, default=None, help="clips per step (GPU 128, CPU 2)")
+    ap.add_argument("--batch", type=int, default=None,
+                    help="clips per step (GPU 512 = 131k tokens, CPU 2)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps (GPU 30, CPU 2)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps (GPU 10, CPU 1)")
     ap.add_argument("--precisions", default="fp32,fp16,bf16")
@@ -113,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                          "(default: default)")
     ap.add_argument("--sdpa", choices=sorted(SDPA), default="auto",
                     help="attention kernel (default: torch's choice)")
+    ap.add_argument("--residual", choices=["auto", *RESIDUALS], default="auto",
+                    help="residual stream dtype under autocast, as pretrain.residual "
+                         "(default: auto, a bf16 stream for bf16 and fp32 otherwise)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     dev = setup_device(args.device, args.threads)
@@ -120,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if gpu and args.no_tf32:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    batch = args.batch or (128 if gpu else 2)
+    batch = args.batch or (512 if gpu else 2)
     steps = args.steps or (30 if gpu else 2)
     warmup = args.warmup if args.warmup is not None else (10 if gpu else 1)
     compiles = {"on": [True], "off": [False], "both": [False, True]}[args.compile]
@@ -129,20 +139,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device {name}, torch {torch.__version__}, batch {batch} clips x {cfg.n_tokens} "
           f"tokens, {steps} timed steps after {warmup}, {flops_per_token(cfg) / 1e9:.3f} "
           "GFLOP/token", flush=True)
-    print("precision\tmatmul\tcompile\ttokens_per_s\tmfu\tpeak_mem_mb", flush=True)
+    print("precision\tmatmul\tresidual\tcompile\ttokens_per_s\tmfu\tpeak_mem_mb", flush=True)
     results = []
     for compiled in compiles:
         for precision in args.precisions.split(","):
             try:
                 r = run_case(precision, compiled, batch, steps, warmup, dev, args.compile_mode,
-                             args.sdpa)
+                             args.sdpa, args.residual)
             except Exception as err:  # report and go on: one failing case must not hide others
                 print(f"{precision}\t-\t{compiled}\tfailed: {type(err).__name__}: {err}",
                       file=sys.stderr, flush=True)
                 continue
             results.append(r)
             m = "null" if r["mfu"] is None else f"{r['mfu']:.3f}"
-            print(f"{precision}\t{r['matmul']}\t{compiled}\t{r['tokens_per_s']:.0f}\t{m}\t"
+            print(f"{precision}\t{r['matmul']}\t{r['residual']}\t{compiled}\t"
+                  f"{r['tokens_per_s']:.0f}\t{m}\t"
                   f"{r['peak_mem_mb']:.0f}", flush=True)
 
     def best(p: str) -> dict | None:

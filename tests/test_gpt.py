@@ -155,3 +155,29 @@ def test_checkpoint_roundtrip(tmp_path):
     torch.save({"model": model.state_dict()}, path)
     with pytest.raises(KeyError, match="no 'model_args'"):
         GPT.from_checkpoint(path)
+
+
+def test_residual_stream_in_autocast_dtype():
+    """``residual='autocast'`` holds the stream in bf16 under autocast, is the same model
+    without autocast, and stays close to the float32 stream; bad values are rejected."""
+    from cortexscale.models.gpt import residual_dtype
+
+    torch.manual_seed(0)
+    base = dict(vocab_size=16, shape=(2, 2, 2), hidden=32, layers=2, heads=4)
+    m32 = GPT(GPTConfig(**base))
+    m16 = GPT(GPTConfig(**base, residual="autocast"))
+    m16.load_state_dict(m32.state_dict())
+    codes = torch.randint(0, 16, (3, 2, 2, 2))
+    with torch.no_grad():
+        assert torch.equal(m32(codes)[1], m16(codes)[1])  # no autocast: identical
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h16 = m16.hidden_states(codes)
+            h32 = m32.hidden_states(codes)
+            loss16, loss32 = m16(codes)[1], m32(codes)[1]
+    assert h16[0].dtype == torch.bfloat16 and h32[0].dtype == torch.float32
+    assert abs(loss16.item() - loss32.item()) < 0.05
+    with pytest.raises(ValueError, match="residual"):
+        GPTConfig(**base, residual="fp16")
+    assert residual_dtype("auto", "bf16") == "autocast"
+    assert residual_dtype("auto", "fp16") == "fp32"
+    assert residual_dtype("fp32", "bf16") == "fp32"

@@ -45,7 +45,7 @@ from cortexscale.data.corpus import read_subset
 from cortexscale.grid import GridPoint
 from cortexscale.io.atomic import atomic_path, write_json, write_tsv
 from cortexscale.io.provenance import provenance
-from cortexscale.models.gpt import GPT, GPTConfig, count_params, flops_per_token
+from cortexscale.models.gpt import GPT, GPTConfig, count_params, flops_per_token, residual_dtype
 from cortexscale.train import ddp
 from cortexscale.train.common import (
     autocast_context,
@@ -362,6 +362,7 @@ def pretrain(
         heads=point.heads,
         dropout=float(cfg["dropout"]),
         conditioned=cfg["conditioned"],
+        residual=residual_dtype(cfg.get("residual", "auto"), point.precision),
     )
     model = GPT(mcfg).to(dev)
     opt = _optimizer(model, cfg, dev)
