@@ -140,6 +140,9 @@ def test_video_features_encoding_ensemble_and_tables(models, movies, tmp_path):
     ens = ensemble(npz, tmp_path / "ens" / "sub-01" / "early.tsv", "ens",
                    ["convnext", "dinov2"], "sub-01", "early")
     assert ens["n_parcels"] == side["convnext"]["n_parcels"]
+    # the members' noise ceiling (repeated test runs) gives the ensemble a normalised score
+    assert side["convnext"]["mean_normalised"] is not None
+    assert 0.0 <= ens["mean_normalised"] <= 100.0
     models_cfg = [{"name": "convnext", "family": "a"}, {"name": "dinov2", "family": "a"}]
     jsons = [p.with_suffix(".json") for p in npz] + [tmp_path / "ens/sub-01/early.json"]
     table, curves = collect_pretrained(jsons, models_cfg, {"convnext": 10, "dinov2": 100})

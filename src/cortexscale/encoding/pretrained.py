@@ -145,12 +145,14 @@ def _stats(r: np.ndarray) -> dict[str, float | None]:
 
 
 def _write(out_tsv: Path, table: pd.DataFrame, sidecar: dict[str, Any], y_pred: np.ndarray,
-           y_test: np.ndarray, parcels: np.ndarray) -> dict[str, Any]:
+           y_test: np.ndarray, parcels: np.ndarray,
+           noise_ceiling: np.ndarray | None = None) -> dict[str, Any]:
     write_tsv(out_tsv, table[list(TSV_COLUMNS)])
     with atomic_path(out_tsv.with_suffix(".npz")) as tmp:
         with open(tmp, "wb") as fh:
+            nc = np.full(parcels.shape, np.nan) if noise_ceiling is None else noise_ceiling
             np.savez(fh, y_pred=y_pred.astype(np.float32), y_test=y_test.astype(np.float32),
-                     parcels=parcels)
+                     parcels=parcels, noise_ceiling=np.asarray(nc, dtype=np.float64))
     write_json(out_tsv.with_suffix(".json"), sidecar)
     return sidecar
 
@@ -191,7 +193,7 @@ def _write_rois(out_dir: Path, rois: list[str], cols: list[np.ndarray], parcels:
                                               if k != "max_r"}} for n, rr in curve],
         }
         out[roi] = _write(out_dir / f"{roi}.tsv", table, sidecar, res.y_pred[:, c],
-                          y_test[:, c], par)
+                          y_test[:, c], par, None if nc is None else nc[c])
     return out
 
 
@@ -324,15 +326,22 @@ def encode_images(features_h5, nsd_root, subject: str, rois: list[str], out_dir,
 # --------------------------------------------------------------------------- ensembles
 def ensemble(member_npzs: Sequence[str | os.PathLike], out_tsv, name: str, members: list[str],
              subject: str, roi: str) -> dict[str, Any]:
-    """Average the test predictions of several models (same subject, ROI and test set)."""
+    """Average the test predictions of several models (same subject, ROI and test set).
+
+    The noise-normalised score uses the members' per-parcel noise ceiling (the same test
+    set, so the same ceiling), when they have one.
+    """
+    from cortexscale.encoding.noise_ceiling import normalised_score
+
     out_tsv = Path(out_tsv)
-    preds, y_test, parcels = [], None, None
+    preds, y_test, parcels, nc = [], None, None, None
     for path in map(Path, member_npzs):
         if not path.is_file():
             raise FileNotFoundError(f"member predictions {path} do not exist")
         with np.load(path) as z:
             if y_test is None:
                 y_test, parcels = z["y_test"].astype(np.float64), z["parcels"]
+                nc = z["noise_ceiling"] if "noise_ceiling" in z.files else None
             elif z["y_pred"].shape != y_test.shape or not np.array_equal(z["parcels"], parcels):
                 raise ValueError(f"{path}: predictions {z['y_pred'].shape} do not match the "
                                  f"first member's {y_test.shape} (same test set and parcels)")
@@ -343,6 +352,8 @@ def ensemble(member_npzs: Sequence[str | os.PathLike], out_tsv, name: str, membe
     r = pearson_r(y_test, y_pred)
     r[np.std(y_pred, axis=0) == 0] = np.nan
     ok = r[~np.isnan(r)]
+    norm = normalised_score(r, nc) if nc is not None else np.full(r.shape, np.nan)
+    norm = norm[~np.isnan(norm)]
     first = json.loads(Path(member_npzs[0]).with_suffix(".json").read_text())
     n_train = first.get("n_train")
     table = pd.DataFrame({"parcel": parcels, "roi": roi, "r": r, "alpha": np.nan,
@@ -354,10 +365,11 @@ def ensemble(member_npzs: Sequence[str | os.PathLike], out_tsv, name: str, membe
         "n_train": n_train, "n_test": int(y_test.shape[0]),
         "mean_r": float(ok.mean()) if ok.size else None,
         "median_r": float(np.median(ok)) if ok.size else None,
-        "max_r": float(ok.max()) if ok.size else None, "mean_normalised": None,
+        "max_r": float(ok.max()) if ok.size else None,
+        "mean_normalised": float(norm.mean()) if norm.size else None,
         "top_layer": None, "top_pool": None, "sample_size": [], **provenance(None),
     }
-    return _write(out_tsv, table, sidecar, y_pred, y_test, parcels)
+    return _write(out_tsv, table, sidecar, y_pred, y_test, parcels, nc)
 
 
 # --------------------------------------------------------------------------- tables
