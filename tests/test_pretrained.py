@@ -149,6 +149,13 @@ def test_video_features_encoding_ensemble_and_tables(models, movies, tmp_path):
     assert list(table["kind"]) == ["ensemble", "model", "model"]
     assert table.loc[0, "n_params"] == 110
     fits = scaling_fits(table, curves)
+    from cortexscale.report.figures import plot_pretrained
+
+    plot_pretrained(table, curves, tmp_path / "fig" / "pretrained.png")
+    assert (tmp_path / "fig" / "pretrained.png").stat().st_size > 1000
+    assert (tmp_path / "fig" / "pretrained.svg").is_file()
+    with pytest.raises(ValueError, match="lacks column"):
+        plot_pretrained(table.drop(columns=["n_params"]), curves, tmp_path / "bad.png")
     assert set(fits["axis"]) == {"n_params"} or "n_params" in set(fits["axis"])
 
 

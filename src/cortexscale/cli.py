@@ -324,6 +324,10 @@ def cmd_pretrained_aggregate(args: argparse.Namespace) -> None:
     write_table(table, args.out)
     write_table(curves, args.sample_size)
     write_table(scaling_fits(table, curves), args.fits)
+    if args.figure:
+        from cortexscale.report.figures import plot_pretrained
+
+        plot_pretrained(table, curves, args.figure)
 
 
 def _common(p: argparse.ArgumentParser, threads: bool = False, device: bool = False) -> None:
@@ -500,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", required=True, nargs="+", type=Path, help="feature files")
     p.add_argument("--out", required=True, type=Path, help="tables/pretrained.tsv")
     p.add_argument("--sample-size", required=True, type=Path)
+    p.add_argument("--figure", type=Path,
+                   help="figures/pretrained.png: r against parameters and training samples")
     p.add_argument("--fits", required=True, type=Path)
     return parser
 

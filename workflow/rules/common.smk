@@ -141,6 +141,7 @@ PRETRAINED_TABLES = [
     f"{RESULTS}/tables/pretrained.tsv",
     f"{RESULTS}/tables/pretrained_sample_size.tsv",
     f"{RESULTS}/tables/pretrained_fits.tsv",
+    f"{RESULTS}/figures/pretrained.png",
 ]
 PRETRAINED_TARGETS = PRETRAINED_TABLES if PRE_MODELS else []
 VIDEOGPT_TARGETS = (

@@ -138,6 +138,11 @@ if PRE_MODELS:
             ),
             sample_size=PRETRAINED_TABLES[1],
             fits=PRETRAINED_TABLES[2],
+            figure=report(
+                PRETRAINED_TABLES[3],
+                caption="../report/pretrained_figure.rst",
+                category="Figures",
+            ),
         params:
             cfg=sections("pretrained_models"),
         conda:
@@ -152,4 +157,4 @@ if PRE_MODELS:
             "cortexscale pretrained-aggregate --sections {params.cfg}"
             " --encoding {input.encoding} --features {input.features}"
             " --out {output.table} --sample-size {output.sample_size}"
-            " --fits {output.fits} 2> {log}"
+            " --fits {output.fits} --figure {output.figure} 2> {log}"

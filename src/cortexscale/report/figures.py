@@ -19,7 +19,7 @@ from cortexscale.io.atomic import atomic_path  # noqa: E402
 
 __all__ = [
     "plot_factors", "plot_fits", "plot_frontier", "plot_loss_curves", "plot_params", "plot_precision",
-    "plot_scaling",
+    "plot_pretrained", "plot_scaling",
     "save_figure",
 ]
 
@@ -241,5 +241,64 @@ def plot_factors(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
             ax.set(title=f"{factor}, data size {size}", xlabel=factor, ylabel="mean test r")
             if (i, j) != (0, len(factors) - 1) and ax.get_legend() is not None:
                 ax.get_legend().remove()
+    fig.tight_layout()
+    save_figure(fig, out_png)
+
+
+def _mean_se(df: pd.DataFrame, x: str) -> pd.DataFrame:
+    """Mean and standard error of ``mean_r`` over subjects per ``x`` (sorted by x)."""
+    g = df.groupby(x)["mean_r"]
+    out = pd.DataFrame({"mean": g.mean(), "se": g.sem().fillna(0.0)}).reset_index()
+    return out.sort_values(x)
+
+
+def plot_pretrained(table: pd.DataFrame, curves: pd.DataFrame,
+                    out_png: str | os.PathLike) -> None:
+    """The pretrained-model sweep: one column per ROI; top, mean r against parameters (log x,
+    one point per model, ensembles as dashed lines); bottom, mean r against fMRI training
+    samples (log x, one line per model); mean +- s.e. over subjects.
+
+    Parameters
+    ----------
+    table : DataFrame
+        ``tables/pretrained.tsv`` (columns ``model, kind, n_params, subject, roi, mean_r``).
+    curves : DataFrame
+        ``tables/pretrained_sample_size.tsv`` (``model, subject, roi, n_train, mean_r``);
+        may be empty (no sample-size study), which leaves the bottom panels empty.
+    out_png : path
+        Writes the PNG and the SVG beside it.
+    """
+    need = {"model", "kind", "n_params", "subject", "roi", "mean_r"}
+    missing = sorted(need - set(table.columns))
+    if missing:
+        raise ValueError(f"pretrained table lacks column(s) {missing}")
+    table = table.dropna(subset=["mean_r"])
+    if table.empty:
+        raise ValueError("pretrained table has no scored rows; nothing to plot")
+    rois = sorted(table["roi"].unique())
+    models = sorted(table.loc[table["kind"] == "model", "model"].unique())
+    colours = dict(zip(models, sns.color_palette("colorblind", max(len(models), 1)),
+                       strict=False))
+    fig, axes = plt.subplots(2, len(rois), figsize=(3.6 * len(rois), 6.4), squeeze=False)
+    for j, roi in enumerate(rois):
+        top, bottom = axes[0, j], axes[1, j]
+        at = table[table["roi"] == roi]
+        for model in models:
+            m = _mean_se(at[at["model"] == model], "n_params")
+            top.errorbar(m["n_params"], m["mean"], yerr=m["se"], fmt="o", capsize=3,
+                         color=colours[model], label=model)
+        for k, (name, e) in enumerate(at[at["kind"] == "ensemble"].groupby("model")):
+            top.axhline(e["mean_r"].mean(), ls="--", lw=1, color=f"C{k % 10}", label=name)
+        top.set_xscale("log")
+        top.set(title=roi, xlabel="parameters", ylabel="mean r" if j == 0 else None)
+        ac = curves[curves["roi"] == roi] if not curves.empty else curves
+        for model in models:
+            c = _mean_se(ac[ac["model"] == model], "n_train") if not ac.empty else ac
+            if len(c):
+                bottom.errorbar(c["n_train"], c["mean"], yerr=c["se"], marker="o", capsize=3,
+                                color=colours[model], label=model)
+        bottom.set_xscale("log")
+        bottom.set(xlabel="fMRI training samples", ylabel="mean r" if j == 0 else None)
+    axes[0, -1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     save_figure(fig, out_png)
