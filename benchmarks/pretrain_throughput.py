@@ -39,10 +39,9 @@ from cortexscale.train.metrics import device_name, matmul_precision, mfu
 BASE = {"vocab_size": 2048, "shape": (4, 8, 8), "hidden": 576, "layers": 8, "heads": 4}
 
 
-SDPA = {"auto": None, "flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION",
-        "efficient": "EFFICIENT_ATTENTION", "math": "MATH"}
-SDP_FLAGS = ("flash", "cudnn", "mem_efficient", "math")  # torch.backends.cuda.enable_*_sdp
-SDP_FLAGS_OF = {"flash": "flash", "cudnn": "cudnn", "efficient": "mem_efficient", "math": "math"}
+# --sdpa choice -> the torch.backends.cuda.enable_*_sdp flag left on (auto: all as they are)
+SDPA = {"auto": None, "flash": "flash", "cudnn": "cudnn", "efficient": "mem_efficient",
+        "math": "math"}
 
 
 def run_case(precision: str, compiled: bool, batch: int, steps: int, warmup: int,
@@ -78,9 +77,10 @@ def run_case(precision: str, compiled: bool, batch: int, steps: int, warmup: int
         opt.zero_grad(set_to_none=True)
 
     if SDPA[sdpa] is not None:  # allow one attention kernel only, for the whole case
-        enabled = {b: getattr(torch.backends.cuda, f"{b}_sdp_enabled")() for b in SDP_FLAGS}
-        for b in SDP_FLAGS:
-            getattr(torch.backends.cuda, f"enable_{b}_sdp")(b == SDP_FLAGS_OF[sdpa])
+        flags = [f for f in SDPA.values() if f is not None]
+        enabled = {b: getattr(torch.backends.cuda, f"{b}_sdp_enabled")() for b in flags}
+        for b in flags:
+            getattr(torch.backends.cuda, f"enable_{b}_sdp")(b == SDPA[sdpa])
     for i in range(warmup):
         step(i)
     if dev.type == "cuda":

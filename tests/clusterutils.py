@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +34,15 @@ def local_reference(base: Path) -> Path:
                          timeout=400)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return work
+
+
+def copy_of_reference(base: Path, dest: Path) -> tuple[Path, Path]:
+    """The session's local reference (:func:`local_reference` under ``base``) and a copy
+    of its work dir at ``dest / 'work'``, for a test to rerun parts of."""
+    ref = local_reference(base)
+    work = dest / "work"
+    shutil.copytree(ref, work, symlinks=True)
+    return ref, work
 
 
 # columns that measure the run (wall-clock time, throughput) and so differ between two runs

@@ -1,7 +1,7 @@
 """Faults a long sweep meets: a job that fails its first attempt, and a killed Snakemake.
 
 Both run locally (no Slurm) and compare the encoding table with an uninterrupted run of the
-same config (clusterutils.local_reference, shared with test_slurm.py).
+same config (clusterutils.local_reference via copy_of_reference, shared with test_slurm.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clusterutils import TABLE, TARGET, assert_same_table, cluster_config, local_reference
+from clusterutils import TABLE, TARGET, assert_same_table, cluster_config, copy_of_reference
 from wfutils import BIN, REPO, tool_env
 
 
@@ -46,9 +46,7 @@ def _fail_once_bin(tmp: Path, stage: str) -> Path:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_failed_first_attempt_is_retried_with_more_memory(tmp_path, tmp_path_factory):
-    ref = local_reference(tmp_path_factory.getbasetemp())
-    work = tmp_path / "work"
-    shutil.copytree(ref, work, symlinks=True)
+    ref, work = copy_of_reference(tmp_path_factory.getbasetemp(), tmp_path)
     # one encoding job (and the tables downstream) must run again
     victim = work / "results" / "encoding"
     table = sorted(victim.rglob("*.tsv"))[0]
@@ -74,10 +72,8 @@ def test_failed_first_attempt_is_retried_with_more_memory(tmp_path, tmp_path_fac
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path, tmp_path_factory):
-    ref = local_reference(tmp_path_factory.getbasetemp())
     # the reference's data and tokenizer are kept; training, features and encoding rerun
-    work = tmp_path / "work"
-    shutil.copytree(ref, work, symlinks=True)
+    ref, work = copy_of_reference(tmp_path_factory.getbasetemp(), tmp_path)
     for stage in ("pretrain", "features", "encoding", "tables"):
         shutil.rmtree(work / "results" / stage)
     shutil.rmtree(work / "logs" / "pretrain")

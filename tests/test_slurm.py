@@ -17,7 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
-from clusterutils import TABLE, TARGET, assert_same_table, cluster_config, local_reference
+from clusterutils import (
+    TABLE,
+    TARGET,
+    assert_same_table,
+    cluster_config,
+    copy_of_reference,
+    local_reference,
+)
 from wfutils import BIN, REPO, run_snakemake, tool_env, write_yaml
 
 SCRIPT = REPO / "scripts" / "slurm-cluster.sh"
@@ -126,9 +133,7 @@ def test_signal_checkpoints_and_retry_resumes_on_slurm(slurm_cluster, tmp_path,
                                                        tmp_path_factory):
     """SIGTERM to the job's processes (what --signal=TERM@120 sends before the time limit):
     pretraining checkpoints and exits 75, Snakemake retries the job, the retry resumes."""
-    ref = local_reference(tmp_path_factory.getbasetemp())
-    work = tmp_path / "work"
-    shutil.copytree(ref, work, symlinks=True)
+    ref, work = copy_of_reference(tmp_path_factory.getbasetemp(), tmp_path)
     cfg = cluster_config()
     # long enough to be caught running; no periodic checkpoints, so a resume proves that
     # the signal's checkpoint was written

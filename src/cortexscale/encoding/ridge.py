@@ -278,15 +278,14 @@ def _primal_folds(X64: np.ndarray, folds, dtype: np.dtype, alphas: np.ndarray,
     out = []
     for (train, val), drop, (lam, V) in zip(folds, drops, eig, strict=True):
         a_c, a_mean = _centre_cols(X64[val] @ V, dtype)  # (n_val, r)
+        Vd = V.astype(dtype)  # (p, r)
         if filters:
             d = _shrink(lam, alphas)  # (k, r)
-            Vt = V.T.astype(dtype)  # (r, p)
-            stacked = (a_c[None] * d[:, None, :].astype(dtype)).reshape(-1, lam.size) @ Vt
-            fold = _Fold(train, val, drop, lam, V.astype(dtype), a_c, a_mean,
-                         X64[drop].astype(dtype), stacked, (a_mean[None, :] * d) @ V.T)
+            stacked = (a_c[None] * d[:, None, :].astype(dtype)).reshape(-1, lam.size) @ Vd.T
+            fold = _Fold(train, val, drop, lam, Vd, a_c, a_mean, X64[drop].astype(dtype),
+                         stacked, (a_mean[None, :] * d) @ V.T)
         else:
-            fold = _Fold(train, val, drop, lam, V.astype(dtype), a_c, a_mean,
-                         (X64[drop] @ V).astype(dtype))
+            fold = _Fold(train, val, drop, lam, Vd, a_c, a_mean, (X64[drop] @ V).astype(dtype))
         out.append(fold)
     return out, full
 
@@ -352,10 +351,10 @@ def _fold_scores(
         NaN where the score is undefined (constant validation targets or predictions).
     """
     k, (n_val, r), vc = alphas.size, fold.a_c.shape, B.shape[1]
-    d = _shrink(fold.lam, alphas)  # (k, r)
     if fold.stacked is not None:
         stacked, mean_rows = fold.stacked, fold.mean_rows  # (k * n_val, p), (k, p)
     else:
+        d = _shrink(fold.lam, alphas)  # (k, r)
         stacked = (fold.a_c[None] * d[:, None, :].astype(fold.a_c.dtype)).reshape(-1, r)
         mean_rows = fold.a_mean[None, :] * d  # (k, r)
     if work is None or work.size < k * n_val * vc:
@@ -400,9 +399,10 @@ def _cv_scores(fold_factors: list[_Fold], Yc: np.ndarray, XtY: np.ndarray | None
     vc = Yc.shape[1]
     total = np.zeros((alphas.size, vc))
     count = np.zeros((alphas.size, vc))
+    n = len(works) if vc >= 2 * len(works) else 1  # too few targets to share: one worker
 
     def run(worker: int) -> None:
-        part = slice(worker * vc // len(works), (worker + 1) * vc // len(works))
+        part = slice(worker * vc // n, (worker + 1) * vc // n)
         y, xty = Yc[:, part], None if XtY is None else XtY[:, part]
         for fold in fold_factors:
             s = _fold_scores(fold, _project(fold, y, xty), y[fold.val], alphas, score,
@@ -411,12 +411,11 @@ def _cv_scores(fold_factors: list[_Fold], Yc: np.ndarray, XtY: np.ndarray | None
             total[:, part] += np.where(seen, s, 0.0)
             count[:, part] += seen
 
-    if len(works) == 1 or vc < 2 * len(works):
-        works = works[:1]
+    if n == 1:
         run(0)
         return total, count
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(len(works)) as pool:
-        list(pool.map(run, range(len(works))))
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n) as pool:
+        list(pool.map(run, range(n)))
     return total, count
 
 
@@ -513,8 +512,8 @@ def ridge_cv(
     primal = p <= n
     # the prediction buffers hold k * n_val * chunk values; the primal filters may take as
     # much (and always a few MB)
-    budget = max(k * max(val.size for _, val in folds) * min(int(chunk_size), v),
-                 _MIN_FILTER_BUDGET)
+    n_val_max = max(val.size for _, val in folds)
+    budget = max(k * n_val_max * min(int(chunk_size), v), _MIN_FILTER_BUDGET)
     fold_factors, (lam_all, basis_all) = (
         _primal_folds(X64, folds, dt, alphas, budget) if primal else _dual_folds(X64, folds, dt)
     )
@@ -524,7 +523,6 @@ def ridge_cv(
     cv_scores = np.full((k, v), np.nan)
     best_alpha = np.full(v, np.nan)
     coef = np.zeros((p, v), dtype=dt)
-    n_val_max = max(f.val.size for f in fold_factors)
     # one worker per core, each with one BLAS thread and its own prediction buffer: the
     # GEMMs run as fast as with threaded BLAS, and the reductions around them in parallel
     n_workers = _n_workers()
