@@ -154,8 +154,11 @@ def test_video_features_encoding_ensemble_and_tables(models, movies, tmp_path):
     plot_pretrained(table, curves, tmp_path / "fig" / "pretrained.png")
     assert (tmp_path / "fig" / "pretrained.png").stat().st_size > 1000
     assert (tmp_path / "fig" / "pretrained.svg").is_file()
-    with pytest.raises(ValueError, match="lacks column"):
+    with pytest.raises(ValueError, match=r"bad.png: the pretrained table lacks column.*n_params"):
         plot_pretrained(table.drop(columns=["n_params"]), curves, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match=r"bad.png: .*no scored rows"):
+        plot_pretrained(table.assign(mean_r=np.nan), curves, tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
     assert set(fits["axis"]) == {"n_params"} or "n_params" in set(fits["axis"])
 
 

@@ -50,6 +50,34 @@ def test_interrupted_run_resumes_bit_exactly(corpus, tmp_path, sig):  # noqa: F8
     assert len(log) == len(log_ref)  # the rows before the signal were kept
 
 
+def test_fp16_counts_skipped_steps_and_resumes_with_the_scaler(
+        corpus, tmp_path, monkeypatch, capfd):  # noqa: F811
+    """fp16 runs through the gradient scaler (on CPU too): overflowing steps are skipped,
+    counted and reported, and the scaler's state survives an interruption bit-exactly."""
+    from cortexscale.train import pretrain as module
+
+    def large_scale(precision, device):  # 2**24 overflows fp16 gradients for a few steps
+        return torch.amp.GradScaler("cpu", init_scale=2.0**24, enabled=precision == "fp16")
+
+    monkeypatch.setattr(module, "grad_scaler", large_scale)
+    tokens, frames = corpus
+    point = GridPoint(64, 16, 2, 2, "fp16")
+    ref = pretrain(tokens, frames, point, "corpus", RCFG, tmp_path / "ref", seed=2)
+    n = ref["skipped_steps"]
+    assert 0 < n < RCFG["steps"]
+    assert f"fp16: the gradient scaler skipped {n} of 12 steps (overflow)" in capfd.readouterr().err
+    scale = torch.load(tmp_path / "ref" / "model.pt", weights_only=True)["scaler"]["scale"]
+    assert scale == 2.0 ** (24 - n)  # halved once per skipped step, no growth within 12 steps
+    out = tmp_path / "run"
+    with pytest.raises(Interrupted):
+        pretrain(tokens, frames, point, "corpus", RCFG, out, seed=2,
+                 on_step=_kill_at(n + 2, signal.SIGTERM))
+    resumed = pretrain(tokens, frames, point, "corpus", RCFG, out, seed=2)
+    assert resumed["resumed"] and resumed["skipped_steps"] == n
+    a, b = _params(tmp_path / "ref" / "model.pt"), _params(out / "model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_periodic_checkpoint_and_foreign_checkpoint(corpus, tmp_path):  # noqa: F811
     tokens, frames = corpus
     cfg = {**RCFG, "checkpoint_every": 4}

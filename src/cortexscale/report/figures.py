@@ -271,10 +271,12 @@ def plot_pretrained(table: pd.DataFrame, curves: pd.DataFrame,
     need = {"model", "kind", "n_params", "subject", "roi", "mean_r"}
     missing = sorted(need - set(table.columns))
     if missing:
-        raise ValueError(f"pretrained table lacks column(s) {missing}")
+        raise ValueError(f"{out_png}: the pretrained table lacks column(s) {missing}; "
+                         f"expected {sorted(need)}, found {sorted(table.columns)}")
     table = table.dropna(subset=["mean_r"])
     if table.empty:
-        raise ValueError("pretrained table has no scored rows; nothing to plot")
+        raise ValueError(f"{out_png}: the pretrained table has no scored rows (every mean_r "
+                         "is NaN); nothing to plot")
     rois = sorted(table["roi"].unique())
     models = sorted(table.loc[table["kind"] == "model", "model"].unique())
     colours = dict(zip(models, sns.color_palette("colorblind", max(len(models), 1)),

@@ -5,7 +5,7 @@ The API is deliberately small:
 - :func:`set_seed` seeds Python, NumPy and torch (CPU and CUDA).
 - :func:`setup_device` validates a device string, sets torch's thread count, returns the device.
 - :func:`autocast_context` is a no-op for ``fp32`` and ``torch.autocast`` for ``bf16``/``fp16``.
-- :func:`grad_scaler` is a ``torch.amp.GradScaler`` that is enabled only for ``fp16`` on CUDA.
+- :func:`grad_scaler` is a ``torch.amp.GradScaler`` that is enabled only for ``fp16``.
 - :func:`reset_peak_memory` / :func:`peak_memory_mb` measure peak memory (CUDA allocator on a
   GPU, the process's max RSS on CPU).
 - :func:`rng_state` / :func:`set_rng_state` capture and restore every RNG as plain tensors and
@@ -114,15 +114,15 @@ def autocast_context(
 
 
 def grad_scaler(precision: str, device: str | torch.device) -> torch.amp.GradScaler:
-    """Return a ``GradScaler`` that is enabled only for ``fp16`` on CUDA (a no-op otherwise).
+    """Return a ``GradScaler`` that is enabled only for ``fp16`` (a no-op otherwise).
 
-    Its ``scale``/``step``/``update``/``unscale_`` and ``state_dict`` work in every case, so
+    fp16 gradients underflow without loss scaling on any device, so the scaler is on for
+    fp16 on CPU as on CUDA; bf16 has float32's exponent range and needs none. Its
+    ``scale``/``step``/``update``/``unscale_`` and ``state_dict`` work in every case, so
     the training loop is the same for all precisions.
     """
     _check_precision(precision)
-    dev_type = torch.device(device).type
-    enabled = precision == "fp16" and dev_type == "cuda"
-    return torch.amp.GradScaler(dev_type, enabled=enabled)
+    return torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
 
 
 def reset_peak_memory(device: str | torch.device) -> None:

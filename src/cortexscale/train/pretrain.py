@@ -31,6 +31,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -477,7 +478,9 @@ def pretrain(
                 skipped += (scaler._scale < scale_before).long().sum()
             opt.zero_grad(set_to_none=True)
             lr = opt.param_groups[0]["lr"]
-            sched.step()
+            with warnings.catch_warnings():  # a step the fp16 scaler skipped still counts
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler")
+                sched.step()
             tok_since += tokens_per_step
             done = step + 1
             is_eval = done % cfg["eval_every"] == 0 or done == steps
