@@ -35,8 +35,8 @@ include: "workflow/rules/pretrained.smk"
 
 
 rule all:
+    default_target: True
     input:
         VIDEOGPT_TARGETS,
         [BRAIN_MAP] if ATLAS and VIDEOGPT_TARGETS else [],
         PRETRAINED_TARGETS,
-    default_target: True

@@ -1,4 +1,4 @@
-"""The code and the workflow stay lint-clean (ruff, snakemake --lint)."""
+"""The code and the workflow stay lint-clean (ruff, snakemake --lint, snakefmt)."""
 
 import subprocess
 import sys
@@ -21,3 +21,11 @@ def test_snakemake_lint_is_clean():
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def test_snakefmt_is_clean():
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow"],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr + "\nfix with: snakefmt Snakefile workflow"

@@ -17,10 +17,10 @@ rule aggregate:
             report(f, caption="../report/scaling_figures.rst", category="Figures")
             for f in SCALING_FIGURES
         ],
-    conda:
-        "../envs/cortexscale.yaml"
     log:
         f"{LOGS}/aggregate.log",
+    conda:
+        "../envs/cortexscale.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb(),

@@ -34,17 +34,17 @@ rule analyse:
             category="Figures",
         ),
         curves=f"{RESULTS}/tables/fit_curves.tsv",
-    params:
-        cfg=sections("study", "seed", "scaling"),
-        out_dir=parent("fits"),
-    conda:
-        "../envs/cortexscale.yaml"
     log:
         f"{LOGS}/analyse.log",
+    conda:
+        "../envs/cortexscale.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb(),
         runtime=runtime(0.5),
+    params:
+        cfg=sections("study", "seed", "scaling"),
+        out_dir=parent("fits"),
     shell:
         "cortexscale analyse --sections {params.cfg} --table {input.table}"
         " --parcels {input.parcels} --out-dir {params.out_dir} --summary {output.summary}"
@@ -59,10 +59,10 @@ if ATLAS:
             atlas=ATLAS,
         output:
             report(BRAIN_MAP, caption="../report/brain_map.rst", category="Figures"),
-        conda:
-            "../envs/cortexscale.yaml"
         log:
             f"{LOGS}/brain_maps.log",
+        conda:
+            "../envs/cortexscale.yaml"
         threads: 1
         resources:
             mem_mb=mem_mb(),

@@ -87,9 +87,7 @@ def gpus_for(name):
     if GPUS == 0:
         return 0
     point = POINT_BY_NAME[name]
-    rules = sorted(
-        config["resources"].get("gpus_per_model", []), key=lambda r: r["min_params"]
-    )
+    rules = sorted(config["resources"].get("gpus_per_model", []), key=lambda r: r["min_params"])
     gpus = GPUS
     for r in rules:
         if approx_params(point) >= r["min_params"]:

@@ -4,16 +4,16 @@
 rule corpus:
     output:
         CORPUS,
-    params:
-        cfg=sections("corpus", "grid", "seed"),
-    conda:
-        "../envs/cortexscale.yaml"
     log:
         f"{LOGS}/corpus.log",
+    conda:
+        "../envs/cortexscale.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb(),
         runtime=runtime(),
+    params:
+        cfg=sections("corpus", "grid", "seed"),
     shell:
         "cortexscale corpus --sections {params.cfg} --out {output} 2> {log}"
 
@@ -28,20 +28,19 @@ if IMPORTED_FMRI:
         output:
             runs=FMRI_RUNS,
             subjects=expand(f"{FMRI_ROOT}/{{subject}}.h5", subject=SUBJECTS),
-        params:
-            cfg=sections("fmri", "subjects"),
-            out_dir=parent("runs"),
-        conda:
-            "../envs/cortexscale.yaml"
         log:
             f"{LOGS}/fmri_import.log",
+        conda:
+            "../envs/cortexscale.yaml"
         threads: 1
         resources:
             mem_mb=mem_mb(2),
             runtime=runtime(),
+        params:
+            cfg=sections("fmri", "subjects"),
+            out_dir=parent("runs"),
         shell:
-            "cortexscale fmri-import --sections {params.cfg} --out-dir {params.out_dir}"
-            " 2> {log}"
+            "cortexscale fmri-import --sections {params.cfg} --out-dir {params.out_dir} 2> {log}"
 
 
 if SYNTHETIC_FMRI:
@@ -51,17 +50,17 @@ if SYNTHETIC_FMRI:
             runs=FMRI_RUNS,
             atlas=ATLAS,
             subjects=expand(f"{FMRI_ROOT}/{{subject}}.h5", subject=SUBJECTS),
-        params:
-            cfg=sections("fmri", "corpus", "subjects", "rois", "seed"),
-            out_dir=parent("runs"),
-        conda:
-            "../envs/cortexscale.yaml"
         log:
             f"{LOGS}/fmri.log",
+        conda:
+            "../envs/cortexscale.yaml"
         threads: 1
         resources:
             mem_mb=mem_mb(),
             runtime=runtime(),
+        params:
+            cfg=sections("fmri", "corpus", "subjects", "rois", "seed"),
+            out_dir=parent("runs"),
         shell:
             "cortexscale fmri --sections {params.cfg} --out-dir {params.out_dir} 2> {log}"
 
@@ -74,17 +73,17 @@ rule fmri_check:
         runs=FMRI_RUNS if FMRI_IN_RESULTS else [],
     output:
         FMRI_MARKER,
-    params:
-        cfg=sections("subjects", "rois"),
-        fmri_root=parent("runs") if FMRI_IN_RESULTS else FMRI_ROOT,
-    conda:
-        "../envs/cortexscale.yaml"
     log:
         f"{LOGS}/fmri_check.log",
+    conda:
+        "../envs/cortexscale.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb(),
         runtime=runtime(0.5),
+    params:
+        cfg=sections("subjects", "rois"),
+        fmri_root=parent("runs") if FMRI_IN_RESULTS else FMRI_ROOT,
     shell:
         "cortexscale fmri-check --sections {params.cfg} --fmri-root {params.fmri_root}"
         " --out {output} 2> {log}"

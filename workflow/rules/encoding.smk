@@ -8,20 +8,20 @@ rule encode:
     output:
         table=f"{RESULTS}/encoding/{{grid}}/{{subject}}/{{roi}}.tsv",
         sidecar=f"{RESULTS}/encoding/{{grid}}/{{subject}}/{{roi}}.json",
-    params:
-        cfg=sections("encoding"),
-        fmri_root=FMRI_ROOT,
-    conda:
-        "../envs/cortexscale.yaml"
     log:
         f"{LOGS}/encoding/{{grid}}/{{subject}}/{{roi}}.log",
-    threads: THREADS
     # many small jobs: the Slurm profile packs `group-components` of them into one submission
     group:
         "encode"
+    conda:
+        "../envs/cortexscale.yaml"
+    threads: THREADS
     resources:
         mem_mb=mem_mb(),
         runtime=runtime(0.5),
+    params:
+        cfg=sections("encoding"),
+        fmri_root=FMRI_ROOT,
     shell:
         "cortexscale encode --sections {params.cfg} --grid {wildcards.grid}"
         " --subject {wildcards.subject} --roi {wildcards.roi}"

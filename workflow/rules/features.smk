@@ -9,19 +9,19 @@ rule features:
         fmri=FMRI_MARKER,
     output:
         f"{RESULTS}/features/{{grid}}.h5",
-    params:
-        cfg=sections("features"),
-        fmri_root=FMRI_ROOT,
-        device=DEVICE,
-    conda:
-        "../envs/cortexscale.yaml"
     log:
         f"{LOGS}/features/{{grid}}.log",
+    conda:
+        "../envs/cortexscale.yaml"
     threads: THREADS
     resources:
         mem_mb=mem_mb(2),
         runtime=runtime(),
         gpu=GPUS,
+    params:
+        cfg=sections("features"),
+        fmri_root=FMRI_ROOT,
+        device=DEVICE,
     shell:
         "cortexscale features --sections {params.cfg} --grid {wildcards.grid}"
         " --vqvae {input.vqvae} --model {input.model} --fmri-root {params.fmri_root}"

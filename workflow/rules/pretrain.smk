@@ -11,19 +11,10 @@ rule pretrain:
         model=f"{RESULTS}/pretrain/{{grid}}/model.pt",
         log_tsv=f"{RESULTS}/pretrain/{{grid}}/log.tsv",
         summary=f"{RESULTS}/pretrain/{{grid}}/summary.json",
-    params:
-        cfg=sections("pretrain", "corpus", "seed"),
-        out_dir=parent("model"),
-        device=DEVICE,
-        launcher=pretrain_launcher,
-        # threads of each training process (the job's threads are per GPU x GPUs)
-        proc_threads=lambda wildcards, threads, resources: max(
-            1, threads // max(1, resources.gpu)
-        ),
-    conda:
-        "../envs/cortexscale.yaml"
     log:
         f"{LOGS}/pretrain/{{grid}}.log",
+    conda:
+        "../envs/cortexscale.yaml"
     threads: lambda wildcards: THREADS * max(1, gpus_for(wildcards.grid))
     resources:
         mem_mb=mem_mb(2),
@@ -31,6 +22,13 @@ rule pretrain:
         # GPUs by model size (resources.gpus_per_model); several run torchrun in the job
         gpu=lambda wildcards: gpus_for(wildcards.grid),
         cpus_per_gpu=THREADS,
+    params:
+        cfg=sections("pretrain", "corpus", "seed"),
+        out_dir=parent("model"),
+        device=DEVICE,
+        launcher=pretrain_launcher,
+        # threads of each training process (the job's threads are per GPU x GPUs)
+        proc_threads=lambda wildcards, threads, resources: max(1, threads // max(1, resources.gpu)),
     shell:
         # exec: the training process replaces the job's shell, so a SIGTERM sent to every
         # process of the Slurm job cannot kill the shell (and fail the job) first

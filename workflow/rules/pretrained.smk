@@ -10,46 +10,44 @@ if PRE_MODELS:
         # every tiny model in one job: one import of transformers
         output:
             [directory(pre_model_dir(n)) for n in PRE_BUILT],
-        params:
-            cfg=sections("pretrained_models", "seed"),
-            names=" ".join(PRE_BUILT),
-            out_dir=lambda w, output: os.path.dirname(output[0]),
-        conda:
-            "../envs/cortexscale.yaml"
         log:
             f"{LOGS}/pretrained/build.log",
+        conda:
+            "../envs/cortexscale.yaml"
         threads: 1
         resources:
             mem_mb=mem_mb(),
             runtime=runtime(0.5),
+        params:
+            cfg=sections("pretrained_models", "seed"),
+            names=" ".join(PRE_BUILT),
+            out_dir=lambda w, output: os.path.dirname(output[0]),
         shell:
             "cortexscale pretrained-build --sections {params.cfg} --name {params.names}"
             " --out-dir {params.out_dir} 2> {log}"
 
     rule pretrained_features:
         input:
-            model=lambda w: (
-                pre_model_dir(w.model) if PRE_MODELS[w.model].get("build") else []
-            ),
+            model=lambda w: (pre_model_dir(w.model) if PRE_MODELS[w.model].get("build") else []),
             fmri=[] if IMAGE_FMRI else FMRI_MARKER,
         output:
             f"{PRE_ROOT}/features/{{model}}.h5",
-        wildcard_constraints:
-            model="|".join(re.escape(n) for n in PRE_MODELS),
-        params:
-            cfg=sections("pretrained_models", "subjects"),
-            source=lambda w: shlex.quote(pre_source(w)),
-            stimuli=pre_stimuli_arg(),
-            device=DEVICE,
-        conda:
-            "../envs/cortexscale.yaml"
         log:
             f"{LOGS}/pretrained/features_{{model}}.log",
+        wildcard_constraints:
+            model="|".join(re.escape(n) for n in PRE_MODELS),
+        conda:
+            "../envs/cortexscale.yaml"
         threads: THREADS
         resources:
             mem_mb=mem_mb(4),
             runtime=runtime(),
             gpu=GPUS,
+        params:
+            cfg=sections("pretrained_models", "subjects"),
+            source=lambda w: shlex.quote(pre_source(w)),
+            stimuli=pre_stimuli_arg(),
+            device=DEVICE,
         shell:
             "cortexscale pretrained-features --sections {params.cfg} --name {wildcards.model}"
             " --model {params.source} {params.stimuli} --out {output}"
@@ -66,21 +64,21 @@ if PRE_MODELS:
                 roi=ROIS,
                 ext=["tsv", "json", "npz"],
             ),
+        log:
+            f"{LOGS}/pretrained/encoding/{{model}}/{{subject}}.log",
         wildcard_constraints:
             model="|".join(re.escape(n) for n in PRE_MODELS),
+        conda:
+            "../envs/cortexscale.yaml"
+        threads: THREADS
+        resources:
+            mem_mb=mem_mb(2),
+            runtime=runtime(0.5),
         params:
             cfg=sections("encoding", "pretrained_models", "seed"),
             stimuli=pre_stimuli_arg(),
             rois=" ".join(ROIS),
             out_dir=lambda w, output: os.path.dirname(output[0]),
-        conda:
-            "../envs/cortexscale.yaml"
-        log:
-            f"{LOGS}/pretrained/encoding/{{model}}/{{subject}}.log",
-        threads: THREADS
-        resources:
-            mem_mb=mem_mb(2),
-            runtime=runtime(0.5),
         shell:
             "cortexscale pretrained-encode --sections {params.cfg} --name {wildcards.model}"
             " --features {input.features} --subject {wildcards.subject}"
@@ -103,8 +101,16 @@ if PRE_MODELS:
                 roi=ROIS,
                 ext=["tsv", "json", "npz"],
             ),
+        log:
+            f"{LOGS}/pretrained/ensemble_{{ensemble}}.log",
         wildcard_constraints:
             ensemble="|".join(re.escape(n) for n in PRE_ENSEMBLES) or "(?!x)x",
+        conda:
+            "../envs/cortexscale.yaml"
+        threads: 1
+        resources:
+            mem_mb=mem_mb(),
+            runtime=runtime(0.5),
         params:
             members=lambda w: " ".join(PRE_ENSEMBLES[w.ensemble]),
             subjects=" ".join(SUBJECTS),
@@ -113,14 +119,6 @@ if PRE_MODELS:
                 os.path.dirname(os.path.dirname(input[0]))
             ),
             out_dir=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
-        conda:
-            "../envs/cortexscale.yaml"
-        log:
-            f"{LOGS}/pretrained/ensemble_{{ensemble}}.log",
-        threads: 1
-        resources:
-            mem_mb=mem_mb(),
-            runtime=runtime(0.5),
         shell:
             "cortexscale pretrained-ensemble --name {wildcards.ensemble}"
             " --members {params.members} --subjects {params.subjects} --rois {params.rois}"
@@ -143,16 +141,16 @@ if PRE_MODELS:
                 caption="../report/pretrained_figure.rst",
                 category="Figures",
             ),
-        params:
-            cfg=sections("pretrained_models"),
-        conda:
-            "../envs/cortexscale.yaml"
         log:
             f"{LOGS}/pretrained/aggregate.log",
+        conda:
+            "../envs/cortexscale.yaml"
         threads: 1
         resources:
             mem_mb=mem_mb(),
             runtime=runtime(0.5),
+        params:
+            cfg=sections("pretrained_models"),
         shell:
             "cortexscale pretrained-aggregate --sections {params.cfg}"
             " --encoding {input.encoding} --features {input.features}"

@@ -8,18 +8,18 @@ rule tokenizer:
         checkpoint=VQVAE,
         tokens=TOKENS,
         summary=f"{RESULTS}/tokenizer/summary.json",
-    params:
-        cfg=sections("tokenizer", "seed"),
-        device=DEVICE,
-    conda:
-        "../envs/cortexscale.yaml"
     log:
         f"{LOGS}/tokenizer.log",
+    conda:
+        "../envs/cortexscale.yaml"
     threads: max(THREADS, 2)  # it runs alone, before everything else: use the cores
     resources:
         mem_mb=mem_mb(2),
         runtime=runtime(),
         gpu=GPUS,
+    params:
+        cfg=sections("tokenizer", "seed"),
+        device=DEVICE,
     shell:
         "cortexscale tokenizer --sections {params.cfg} --frames {input.frames}"
         " --checkpoint {output.checkpoint} --tokens {output.tokens}"
