@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -157,3 +158,24 @@ def test_workflow_stops_before_any_job_on_bad_config(tmp_path):
     out = proc.stdout + proc.stderr
     assert "'grid.precision.0' must be one of ['fp32', 'fp16', 'bf16']; given \"fp64\"" in out
     assert not (tmp_path / "results").exists()
+
+
+def _schema_keys(node: dict, path: tuple[str, ...] = ()):
+    """Every property of the config schema, nested ones (and those of list items) included."""
+    for key, sub in node.get("properties", {}).items():
+        yield (*path, key)
+        yield from _schema_keys(sub, (*path, key))
+        if isinstance(sub.get("items"), dict):
+            yield from _schema_keys(sub["items"], (*path, key))
+
+
+def test_every_config_key_is_documented():
+    """config/README.md names every key of the schema in code spans (tables or inline)."""
+    schema = yaml.safe_load(
+        (REPO / "src" / "cortexscale" / "resources" / "config.schema.yaml").read_text()
+    )
+    spans = " ".join(re.findall(r"`([^`]+)`", (REPO / "config" / "README.md").read_text()))
+    keys = list(_schema_keys(schema))
+    assert len(keys) > 50
+    undocumented = [".".join(p) for p in keys if not re.search(rf"\b{re.escape(p[-1])}\b", spans)]
+    assert not undocumented, f"config/README.md does not document {undocumented}"
