@@ -135,6 +135,23 @@ def test_oom_message_suggests_a_micro_batch():
     assert "cannot be smaller" in msg
 
 
+def test_out_of_memory_stops_the_run_with_advice(corpus, tmp_path, monkeypatch):  # noqa: F811
+    """An out-of-memory error in a training step becomes a TrainingError that names the
+    micro-batch to try, and the run leaves no model or summary behind."""
+    from cortexscale.models.gpt import GPT
+
+    def oom(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(GPT, "forward", oom)
+    tokens, frames = corpus
+    cfg = {**RCFG, "batch_size": 8, "grad_accum": 1}
+    with pytest.raises(TrainingError, match=r"micro-batch of 8 clips.*try a micro-batch of 4: "
+                       r"pretrain.grad_accum: 2"):
+        pretrain(tokens, frames, POINT, "corpus", cfg, tmp_path, seed=2)
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "summary.json").exists()
+
+
 def test_mfu_table():
     from cortexscale.train.metrics import peak_flops
 
