@@ -3,7 +3,8 @@
 The paper's base config: 576 hidden, 8 layers, 4 heads, a 2048-code vocabulary and a
 4 x 8 x 8 = 256-token clip. Each case runs the training step of ``cortexscale pretrain``
 (autocast, gradient scaler for fp16, clipping at 1.0, fused AdamW on CUDA) on random codes
-held on the device, times ``--steps`` steps after ``--warmup`` steps, and reports tokens/s,
+held on the device, times ``--repeats`` windows of ``--steps`` steps after ``--warmup``
+steps, and reports the median window's tokens/s (and the spread of the windows),
 MFU (:mod:`cortexscale.train.metrics`; fp32 on a GPU counts as TF32 when TF32 matmuls are
 on, which is cortexscale's default) and peak memory. ``--no-tf32`` turns TF32 off so that
 fp32 is true fp32 (then scored against the fp32 peak). The residual stream follows
@@ -46,7 +47,7 @@ SDPA = {"auto": None, "flash": "flash", "cudnn": "cudnn", "efficient": "mem_effi
 
 def run_case(precision: str, compiled: bool, batch: int, steps: int, warmup: int,
              dev: torch.device, mode: str = "default", sdpa: str = "auto",
-             residual: str = "auto") -> dict:
+             residual: str = "auto", repeats: int = 1) -> dict:
     torch.manual_seed(0)
     cfg = GPTConfig(**BASE, residual=residual_dtype(residual, precision))
     model = GPT(cfg).to(dev)
@@ -65,6 +66,7 @@ def run_case(precision: str, compiled: bool, batch: int, steps: int, warmup: int
     else:
         fwd = torch.compile(model, mode=mode)
     codes = torch.randint(0, cfg.vocab_size, (steps + warmup, batch, *cfg.shape), device=dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda _dev: None)
 
     def step(i: int) -> None:
         with autocast_context(precision, dev):
@@ -83,22 +85,23 @@ def run_case(precision: str, compiled: bool, batch: int, steps: int, warmup: int
             getattr(torch.backends.cuda, f"enable_{b}_sdp")(b == SDPA[sdpa])
     for i in range(warmup):
         step(i)
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+    sync(dev)
     reset_peak_memory(dev)
-    t0 = time.perf_counter()
-    for i in range(warmup, warmup + steps):
-        step(i)
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    dt = time.perf_counter() - t0
+    windows = []  # seconds of each timed window of `steps` steps
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(warmup, warmup + steps):
+            step(i)
+        sync(dev)
+        windows.append(time.perf_counter() - t0)
     if SDPA[sdpa] is not None:
         for b, on in enabled.items():
             getattr(torch.backends.cuda, f"enable_{b}_sdp")(on)
-    tok_s = steps * batch * cfg.n_tokens / dt
+    rates = sorted(steps * batch * cfg.n_tokens / w for w in windows)
+    tok_s = rates[len(rates) // 2]  # the median window (the upper one of an even count)
     m = mfu(tok_s * flops_per_token(cfg), precision, dev)
     return {"precision": precision, "compile": compiled, "residual": cfg.residual,
-            "tokens_per_s": tok_s, "mfu": m,
+            "tokens_per_s": tok_s, "mfu": m, "spread": (rates[-1] - rates[0]) / tok_s,
             "peak_mem_mb": peak_memory_mb(dev), "matmul": matmul_precision(precision, dev)}
 
 
@@ -109,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="clips per step (GPU 512 = 131k tokens, CPU 2)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps (GPU 30, CPU 2)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps (GPU 10, CPU 1)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="timed windows of --steps steps; the median is reported (GPU 3, CPU 1)")
     ap.add_argument("--precisions", default="fp32,fp16,bf16")
     ap.add_argument("--compile", choices=["on", "off", "both"], default="both")
     ap.add_argument("--no-tf32", action="store_true", help="true fp32 matmuls on a GPU")
@@ -130,22 +135,27 @@ def main(argv: list[str] | None = None) -> int:
     if gpu and args.no_tf32:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    batch = args.batch or (512 if gpu else 2)
-    steps = args.steps or (30 if gpu else 2)
+    batch = args.batch if args.batch is not None else (512 if gpu else 2)
+    steps = args.steps if args.steps is not None else (30 if gpu else 2)
     warmup = args.warmup if args.warmup is not None else (10 if gpu else 1)
+    repeats = args.repeats if args.repeats is not None else (3 if gpu else 1)
+    if min(batch, steps, repeats) < 1 or warmup < 0:
+        ap.error("--batch, --steps and --repeats must be >= 1 and --warmup >= 0")
     compiles = {"on": [True], "off": [False], "both": [False, True]}[args.compile]
     name = device_name(dev)
     cfg = GPTConfig(**BASE)
     print(f"device {name}, torch {torch.__version__}, batch {batch} clips x {cfg.n_tokens} "
-          f"tokens, {steps} timed steps after {warmup}, {flops_per_token(cfg) / 1e9:.3f} "
+          f"tokens, median of {repeats} x {steps} timed steps after {warmup}, "
+          f"{flops_per_token(cfg) / 1e9:.3f} "
           "GFLOP/token", flush=True)
-    print("precision\tmatmul\tresidual\tcompile\ttokens_per_s\tmfu\tpeak_mem_mb", flush=True)
+    print("precision\tmatmul\tresidual\tcompile\ttokens_per_s\tspread\tmfu\tpeak_mem_mb",
+          flush=True)
     results = []
     for compiled in compiles:
         for precision in args.precisions.split(","):
             try:
                 r = run_case(precision, compiled, batch, steps, warmup, dev, args.compile_mode,
-                             args.sdpa, args.residual)
+                             args.sdpa, args.residual, repeats)
             except Exception as err:  # report and go on: one failing case must not hide others
                 print(f"{precision}\t-\t{compiled}\tfailed: {type(err).__name__}: {err}",
                       file=sys.stderr, flush=True)
@@ -153,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(r)
             m = "null" if r["mfu"] is None else f"{r['mfu']:.3f}"
             print(f"{precision}\t{r['matmul']}\t{r['residual']}\t{compiled}\t"
-                  f"{r['tokens_per_s']:.0f}\t{m}\t"
+                  f"{r['tokens_per_s']:.0f}\t{r['spread']:.3f}\t{m}\t"
                   f"{r['peak_mem_mb']:.0f}", flush=True)
 
     def best(p: str) -> dict | None:
