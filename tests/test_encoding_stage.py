@@ -108,6 +108,16 @@ def test_short_features_error_names_both_counts(tmp_path, rng):
     assert not (tmp_path / "e.tsv").exists()
 
 
+def test_truncated_features_name_the_file(tmp_path, rng):
+    feats, root = _make_study(tmp_path / "fmri", rng)
+    data = feats.read_bytes()
+    feats.write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match=rf"{feats.name} is not a readable HDF5 file.*"
+                       r"expected a feature cache"):
+        run_encoding(feats, root, "sub-01", "early", tmp_path / "e.tsv", CFG, "g")
+    assert not (tmp_path / "e.tsv").exists()
+
+
 def test_one_tr_short_is_trimmed_and_reported(tmp_path, rng, capsys):
     feats, root = _make_study(tmp_path / "fmri", rng, feature_trs={"s2": N_TR - 1})
     side = run_encoding(feats, root, "sub-01", "early", tmp_path / "e.tsv", CFG, "g")

@@ -155,6 +155,13 @@ def test_checkpoint_roundtrip(tmp_path):
     torch.save({"model": model.state_dict()}, path)
     with pytest.raises(KeyError, match="no 'model_args'"):
         GPT.from_checkpoint(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # a copy cut short
+    with pytest.raises(ValueError, match=r"m.pt is not a readable torch checkpoint \(truncated"
+                       r".*expected a GPT model.pt"):
+        GPT.from_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match=r"gone.pt does not exist; expected a GPT"):
+        GPT.from_checkpoint(tmp_path / "gone.pt")
 
 
 def test_residual_stream_in_autocast_dtype():

@@ -189,6 +189,12 @@ def test_bad_inputs_are_rejected(corpus, tmp_path):
         f["codes"][0, 0, 0, 0] = VOCAB
     with pytest.raises(ValueError, match=r"tokens.h5/codes: expected values in \[0, 8\)"):
         pretrain(tokens, frames, point, "corpus", CFG, tmp_path, 0)
+    # a truncated input names itself (h5py's own error names no file)
+    data = tokens.read_bytes()
+    tokens.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"tokens.h5 is not a readable HDF5 file \(truncated"):
+        pretrain(tokens, frames, point, "corpus", CFG, tmp_path / "out", 0)
+    assert not (tmp_path / "out").exists()
 
 
 def test_lr_schedule_and_stream():

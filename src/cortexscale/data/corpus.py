@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 
 from cortexscale.io.atomic import atomic_path
+from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.provenance import provenance
 
 __all__ = [
@@ -266,7 +267,7 @@ def read_subset(path: str | os.PathLike, data_size: int, order: str) -> np.ndarr
     if not path.is_file():
         raise FileNotFoundError(f"corpus file {path} does not exist (run `cortexscale corpus`)")
     key = f"subsets/{order}/{int(data_size)}"
-    with h5py.File(path, "r") as f:
+    with open_h5(path, "the corpus frames.h5 (cortexscale corpus)") as f:
         if key not in f:
             have = sorted(int(k) for k in f.get(f"subsets/{order}", {}))
             raise KeyError(f"{path} has no key {key!r}; data sizes stored: {have}")

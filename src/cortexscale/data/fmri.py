@@ -13,16 +13,14 @@ key and what was expected.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
+from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.video import read_video, resample_frames
 
 __all__ = ["FmriDataset", "RUNS_COLUMNS", "PARCELS_COLUMNS", "open_h5"]
@@ -34,35 +32,6 @@ _LAYOUT = (
     "runs.tsv (subject, run, stimulus, n_tr, split), parcels.tsv (parcel, roi, label), "
     "{subject}.h5 (one (n_TR, n_parcels) dataset per run) and stimuli/{stimulus}.mkv"
 )
-
-
-@contextlib.contextmanager
-def open_h5(path: str | os.PathLike, expected: str = "an HDF5 file") -> Iterator[h5py.File]:
-    """Open an HDF5 file for reading; a truncated or corrupt file names itself.
-
-    h5py reports a damaged file as a bare ``OSError`` that does not name the file; this
-    raises a ``ValueError`` naming ``path``, what was expected and the HDF5 message,
-    also for errors raised while reading datasets inside the ``with`` block.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; expected {expected}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise ValueError(
-            f"{path} is not a readable HDF5 file (truncated or corrupt? {path.stat().st_size} "
-            f"bytes); expected {expected}; HDF5 says: {err}"
-        ) from err
-    try:
-        yield f
-    except OSError as err:
-        raise ValueError(
-            f"{path}: reading failed (truncated or corrupt file?); expected {expected}; "
-            f"HDF5 says: {err}"
-        ) from err
-    finally:
-        f.close()
 
 
 def _require_file(path: Path, what: str) -> Path:

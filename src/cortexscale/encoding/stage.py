@@ -26,6 +26,7 @@ from cortexscale.encoding.noise_ceiling import ncsnr, noise_ceiling_nsd, normali
 from cortexscale.encoding.ridge import ridge_cv, ridge_predict
 from cortexscale.encoding.significance import block_permutation_test
 from cortexscale.io.atomic import write_json, write_tsv
+from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.provenance import provenance
 
 __all__ = ["TSV_COLUMNS", "check_encoding_config", "run_encoding"]
@@ -125,7 +126,7 @@ def _load_runs(ds: FmriDataset, features_h5: Path, subject: str, parcels: np.nda
         raise KeyError(f"subject {subject!r} has no runs in {ds.root / 'runs.tsv'}")
     resp_path = ds.root / f"{subject}.h5"
     out = []
-    with h5py.File(features_h5, "r") as f:
+    with open_h5(features_h5, "a feature cache (cortexscale features)") as f:
         layer = _pick_layer(f, features_h5, layer)
         for row in runs.itertuples(index=False):
             key = f"{row.stimulus}/layer{layer}"

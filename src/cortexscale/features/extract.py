@@ -28,6 +28,7 @@ from cortexscale.config import section
 from cortexscale.data.fmri import FmriDataset
 from cortexscale.grid import parse_name
 from cortexscale.io.atomic import atomic_path
+from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.provenance import provenance
 from cortexscale.models.gpt import GPT
 from cortexscale.models.vqvae import VQVAE
@@ -100,7 +101,7 @@ def clip_frame_index(n_tr: int, tr: float, fps: float, clip_len: int, lag: int =
 
 
 def _frames_attrs(frames_h5: Path) -> dict[str, float]:
-    with h5py.File(frames_h5, "r") as f:
+    with open_h5(frames_h5, "the corpus frames.h5 (cortexscale corpus)") as f:
         missing = [k for k in ("fps", "time_stride", "clip_len", "height", "width")
                    if k not in f.attrs]
         if missing:

@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cortexscale.io.checkpoint import load_checkpoint
+
 __all__ = ["GPT", "GPTConfig", "RESIDUALS", "count_params", "flops_per_token", "residual_dtype"]
 
 RESIDUALS = ("fp32", "autocast")
@@ -228,7 +230,7 @@ class GPT(nn.Module):
             Checkpoint holding ``model_args`` and ``model`` (loaded with ``weights_only=True``).
         map_location : str or torch.device
         """
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = load_checkpoint(path, "a GPT model.pt (cortexscale pretrain)", map_location)
         for key in ("model_args", "model"):
             if key not in ckpt:
                 raise KeyError(f"{path}: checkpoint has no {key!r}; found keys {sorted(ckpt)}")

@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cortexscale.io.atomic import atomic_path
+from cortexscale.io.checkpoint import load_checkpoint
 
 
 @dataclass
@@ -506,8 +507,8 @@ class VQVAE(nn.Module):
     def from_checkpoint(cls, path: str | os.PathLike,
                         map_location: str | torch.device = "cpu") -> VQVAE:
         """Rebuild a model saved by :meth:`save_checkpoint`, in eval mode."""
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        if not isinstance(ckpt, dict) or "model_args" not in ckpt or "model" not in ckpt:
+        ckpt = load_checkpoint(path, "a VQ-VAE vqvae.pt (cortexscale tokenizer)", map_location)
+        if "model_args" not in ckpt or "model" not in ckpt:
             found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
             raise ValueError(
                 f"{path}: expected a checkpoint dict with keys 'model_args' and 'model', "

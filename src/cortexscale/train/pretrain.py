@@ -36,7 +36,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
@@ -45,6 +44,8 @@ from cortexscale.config import load_schema, section
 from cortexscale.data.corpus import read_subset
 from cortexscale.grid import GridPoint
 from cortexscale.io.atomic import atomic_path, write_json, write_tsv
+from cortexscale.io.checkpoint import load_checkpoint
+from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.provenance import provenance
 from cortexscale.models.gpt import GPT, GPTConfig, count_params, flops_per_token, residual_dtype
 from cortexscale.train import ddp
@@ -121,7 +122,7 @@ def _read_corpus(tokens_h5: Path, frames_h5: Path) -> tuple[np.ndarray, int, np.
     prev : int64 (n_clips,)
         Index of the preceding clip of the same source, ``-1`` where there is none.
     """
-    with h5py.File(tokens_h5, "r") as f:
+    with open_h5(tokens_h5, "the tokenizer's tokens.h5 (cortexscale tokenizer)") as f:
         if "codes" not in f:
             raise ValueError(f"{tokens_h5}: no dataset 'codes'; found keys {sorted(f)}")
         if "codebook_size" not in f.attrs:
@@ -138,7 +139,7 @@ def _read_corpus(tokens_h5: Path, frames_h5: Path) -> tuple[np.ndarray, int, np.
             f"{tokens_h5}/codes: expected values in [0, {codebook_size}) (codebook_size), "
             f"found [{codes.min()}, {codes.max()}]"
         )
-    with h5py.File(frames_h5, "r") as f:
+    with open_h5(frames_h5, "the corpus frames.h5 (cortexscale corpus)") as f:
         for key in ("clips", "source", "start_frame"):
             if key not in f:
                 raise ValueError(f"{frames_h5}: no dataset {key!r}; found keys {sorted(f)}")
@@ -172,7 +173,7 @@ def split_clips(
         Validation clip indices, sorted.
     val_from : {"outside_all_subsets", "outside_subset", "subset_end"}
     """
-    with h5py.File(frames_h5, "r") as f:
+    with open_h5(frames_h5, "the corpus frames.h5 (cortexscale corpus)") as f:
         n_clips = f["clips"].shape[0]
         sizes = [int(s) for s in np.atleast_1d(f.attrs.get("data_sizes", []))]
     largest = read_subset(frames_h5, max(sizes), order) if sizes else subset
@@ -388,7 +389,8 @@ def pretrain(
              "loss_sum": 0.0, "loss_n": 0, "tok_since": 0, "start": 0}
     ckpt_path = out_dir / CHECKPOINT
     if ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        ck = load_checkpoint(ckpt_path, "the checkpoint of an interrupted run (delete it to "
+                             "start afresh)", dev)
         check_compatible(ck.get("run_args", {}), run_args, ckpt_path)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])

@@ -21,6 +21,7 @@ import torch
 
 from cortexscale.config import load_schema, section
 from cortexscale.io.atomic import atomic_path, write_json
+from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.provenance import provenance
 from cortexscale.models.vqvae import VQVAE, VQVAEConfig
 from cortexscale.train.common import set_seed, setup_device
@@ -149,7 +150,7 @@ def train_tokenizer(
     steps, bs = int(cfg["steps"]), int(cfg["batch_size"])
     log_every = max(1, math.ceil(steps / 10))
 
-    with h5py.File(frames_h5, "r") as f:
+    with open_h5(frames_h5, "the corpus frames.h5 (cortexscale corpus)") as f:
         clips = _open_clips(f, frames_h5)
         n_clips, T, H, W, _ = clips.shape
         try:
