@@ -112,6 +112,13 @@ def test_images_features_cache_and_encoding(models, nsd, tmp_path):
     assert more["computed"] == 2 and more["cached"] == 4  # only the new kernel
     with h5py.File(out, "r") as f:
         np.testing.assert_array_equal(f["subj01/layer1_pool4"][()], before)
+    data = out.read_bytes()
+    out.write_bytes(data[: len(data) // 2])  # a damaged cache is rebuilt, not fatal
+    rebuilt = extract_pretrained(models["vit"], "vit", out, PRE, nsd_root=nsd,
+                                 subjects=["subj01"])
+    assert rebuilt["computed"] == 4 and rebuilt["cached"] == 0
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["subj01/layer1_pool4"][()], before)
     side = encode_images(out, nsd, "subj01", ["early", "object"], tmp_path / "enc", ENC, PRE,
                          "vit")["early"]
     table = pd.read_csv(tmp_path / "enc" / "early.tsv", sep="\t")

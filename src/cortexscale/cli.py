@@ -309,12 +309,13 @@ def cmd_pretrained_aggregate(args: argparse.Namespace) -> None:
     s = _settings(args, ["pretrained_models"])
 
     from cortexscale.encoding.pretrained import collect_pretrained, scaling_fits
+    from cortexscale.features.pretrained import CACHE_EXPECTED
     from cortexscale.io.hdf5 import open_h5
     from cortexscale.scaling.table import write_table
 
     n_params = {}
     for path in args.features:
-        with open_h5(path, "a pretrained feature cache (pretrained-features)") as f:
+        with open_h5(path, CACHE_EXPECTED) as f:
             n_params[str(f.attrs["model"])] = int(f.attrs["n_params"])
     for m in s["pretrained_models"]["models"]:  # a configured count wins (e.g. full model)
         if m.get("n_params"):

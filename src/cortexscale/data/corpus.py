@@ -24,6 +24,7 @@ from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.provenance import provenance
 
 __all__ = [
+    "FRAMES_EXPECTED",
     "ORDERS",
     "build_corpus",
     "cut_clips",
@@ -32,6 +33,9 @@ __all__ = [
     "subset_order",
     "write_corpus",
 ]
+
+#: What a frames.h5 is, for the errors of every stage that reads one.
+FRAMES_EXPECTED = "the corpus frames.h5 (cortexscale corpus)"
 
 ORDERS = ("corpus", "stratified")
 
@@ -267,7 +271,7 @@ def read_subset(path: str | os.PathLike, data_size: int, order: str) -> np.ndarr
     if not path.is_file():
         raise FileNotFoundError(f"corpus file {path} does not exist (run `cortexscale corpus`)")
     key = f"subsets/{order}/{int(data_size)}"
-    with open_h5(path, "the corpus frames.h5 (cortexscale corpus)") as f:
+    with open_h5(path, FRAMES_EXPECTED) as f:
         if key not in f:
             have = sorted(int(k) for k in f.get(f"subsets/{order}", {}))
             raise KeyError(f"{path} has no key {key!r}; data sizes stored: {have}")

@@ -33,6 +33,7 @@ import pandas as pd
 from cortexscale.config import section
 from cortexscale.encoding.metrics import pearson_r
 from cortexscale.encoding.selection import select_feature_sets
+from cortexscale.features.pretrained import CACHE_EXPECTED
 from cortexscale.io.atomic import atomic_path, write_json, write_tsv
 from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.provenance import provenance
@@ -224,7 +225,7 @@ def encode_video(features_h5, fmri_root, subject: str, rois: list[str], out_dir,
     if runs.empty:
         raise KeyError(f"subject {subject!r} has no runs in {ds.root / 'runs.tsv'}")
     per_set: dict[str, list[dict[str, Any]]] = {}
-    with open_h5(features_h5, "a pretrained feature cache (pretrained-features)") as f:
+    with open_h5(features_h5, CACHE_EXPECTED) as f:
         first = str(runs.iloc[0]["stimulus"])
         names = _select_names(_candidates(f, features_h5, first), layers, pools, features_h5)
         for row in runs.itertuples(index=False):
@@ -292,7 +293,7 @@ def encode_images(features_h5, nsd_root, subject: str, rois: list[str], out_dir,
     split = pre["image_split"]
     test, pool = image_split(y.shape[0], split["n_test"], 0, seed)
     train = pool[:split["n_train"]] if split["n_train"] else pool
-    with open_h5(features_h5, "a pretrained feature cache (pretrained-features)") as f:
+    with open_h5(features_h5, CACHE_EXPECTED) as f:
         names = _select_names(_candidates(f, features_h5, subject), layers, pools, features_h5)
         raw = {}
         for name in names:

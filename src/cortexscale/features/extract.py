@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from cortexscale.config import section
+from cortexscale.data.corpus import FRAMES_EXPECTED
 from cortexscale.data.fmri import FmriDataset
 from cortexscale.grid import parse_name
 from cortexscale.io.atomic import atomic_path
@@ -101,7 +102,7 @@ def clip_frame_index(n_tr: int, tr: float, fps: float, clip_len: int, lag: int =
 
 
 def _frames_attrs(frames_h5: Path) -> dict[str, float]:
-    with open_h5(frames_h5, "the corpus frames.h5 (cortexscale corpus)") as f:
+    with open_h5(frames_h5, FRAMES_EXPECTED) as f:
         missing = [k for k in ("fps", "time_stride", "clip_len", "height", "width")
                    if k not in f.attrs]
         if missing:

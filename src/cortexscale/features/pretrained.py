@@ -40,7 +40,10 @@ from cortexscale.io.atomic import atomic_path
 from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.provenance import config_hash, provenance
 
-__all__ = ["check_models_config", "dataset_name", "extract_pretrained", "frame_index_per_tr", "parse_dataset_name"]
+__all__ = ["CACHE_EXPECTED", "check_models_config", "dataset_name", "extract_pretrained", "frame_index_per_tr", "parse_dataset_name"]
+
+#: What a pretrained feature cache is, for the errors of the stages that read one.
+CACHE_EXPECTED = "a pretrained feature cache (cortexscale pretrained-features)"
 
 
 def _log(msg: str) -> None:
@@ -181,20 +184,18 @@ def extract_pretrained(
     ident_hash = config_hash(ident)
     start = time.perf_counter()
     cached_file = None
+    # layer indices need the model's depth: stored in the cache, else from the model
+    n_hidden = None
     if out_h5.is_file():
         try:
-            with open_h5(out_h5, "a pretrained feature cache") as f:
+            with open_h5(out_h5, CACHE_EXPECTED) as f:
                 if f.attrs.get("extract_hash") == ident_hash:
                     cached_file = out_h5
+                    n_hidden = int(f.attrs["n_hidden_states"])
                 else:
                     _log(f"{out_h5} was made from another model or alignment: recomputed")
         except ValueError as err:  # a damaged cache is rebuilt, not fatal
             _log(f"{err}: recomputed")
-    # layer indices need the model's depth: stored in the cache, else from the model
-    n_hidden = None
-    if cached_file is not None:
-        with open_h5(out_h5, "a pretrained feature cache") as f:
-            n_hidden = int(f.attrs["n_hidden_states"])
     loaded = None
     if n_hidden is None:
         loaded, n_hidden = _load(model_source, device, cfg)
@@ -202,7 +203,7 @@ def extract_pretrained(
 
     layers = resolve_layer_indices(list(cfg["layers"]), n_hidden, str(model_source))
     names = [dataset_name(k, s) for k in layers for s in kernels]
-    with open_h5(cached_file, "a pretrained feature cache") if cached_file else _null() as f:
+    with open_h5(cached_file, CACHE_EXPECTED) if cached_file else _null() as f:
         missing = _wanted(f, groups, names)
         n_cached = sum(len(names) for _ in groups) - sum(len(v) for v in missing.values())
         n_params = int(f.attrs["n_params"]) if f is not None and "n_params" in f.attrs else None

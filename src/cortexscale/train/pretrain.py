@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 
 from cortexscale.config import load_schema, section
-from cortexscale.data.corpus import read_subset
+from cortexscale.data.corpus import FRAMES_EXPECTED, read_subset
 from cortexscale.grid import GridPoint
 from cortexscale.io.atomic import atomic_path, write_json, write_tsv
 from cortexscale.io.checkpoint import load_checkpoint
@@ -139,7 +139,7 @@ def _read_corpus(tokens_h5: Path, frames_h5: Path) -> tuple[np.ndarray, int, np.
             f"{tokens_h5}/codes: expected values in [0, {codebook_size}) (codebook_size), "
             f"found [{codes.min()}, {codes.max()}]"
         )
-    with open_h5(frames_h5, "the corpus frames.h5 (cortexscale corpus)") as f:
+    with open_h5(frames_h5, FRAMES_EXPECTED) as f:
         for key in ("clips", "source", "start_frame"):
             if key not in f:
                 raise ValueError(f"{frames_h5}: no dataset {key!r}; found keys {sorted(f)}")
@@ -173,7 +173,7 @@ def split_clips(
         Validation clip indices, sorted.
     val_from : {"outside_all_subsets", "outside_subset", "subset_end"}
     """
-    with open_h5(frames_h5, "the corpus frames.h5 (cortexscale corpus)") as f:
+    with open_h5(frames_h5, FRAMES_EXPECTED) as f:
         n_clips = f["clips"].shape[0]
         sizes = [int(s) for s in np.atleast_1d(f.attrs.get("data_sizes", []))]
     largest = read_subset(frames_h5, max(sizes), order) if sizes else subset
@@ -455,7 +455,10 @@ def pretrain(
     model.train()
     tick = time.perf_counter()
     done = state["start"]
-    with StopSignals() as stop:
+    with StopSignals() as stop, warnings.catch_warnings():
+        # the schedule advances on a step the fp16 scaler skipped: not the misuse PyTorch's
+        # "lr_scheduler.step() before optimizer.step()" warning is about
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler")
         for step in range(state["start"], steps):
             try:
                 for k in range(accum):
@@ -480,9 +483,7 @@ def pretrain(
                 skipped += (scaler._scale < scale_before).long().sum()
             opt.zero_grad(set_to_none=True)
             lr = opt.param_groups[0]["lr"]
-            with warnings.catch_warnings():  # a step the fp16 scaler skipped still counts
-                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler")
-                sched.step()
+            sched.step()  # a step the fp16 scaler skipped still counts (warning muted below)
             tok_since += tokens_per_step
             done = step + 1
             is_eval = done % cfg["eval_every"] == 0 or done == steps

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from cortexscale.config import load_schema, section
+from cortexscale.data.corpus import FRAMES_EXPECTED
 from cortexscale.io.atomic import atomic_path, write_json
 from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.provenance import provenance
@@ -150,7 +151,7 @@ def train_tokenizer(
     steps, bs = int(cfg["steps"]), int(cfg["batch_size"])
     log_every = max(1, math.ceil(steps / 10))
 
-    with open_h5(frames_h5, "the corpus frames.h5 (cortexscale corpus)") as f:
+    with open_h5(frames_h5, FRAMES_EXPECTED) as f:
         clips = _open_clips(f, frames_h5)
         n_clips, T, H, W, _ = clips.shape
         try:
