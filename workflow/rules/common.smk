@@ -28,6 +28,8 @@ IMPORTED_FMRI = config["fmri"]["source"] in ("algonauts2025", "nifti", "algonaut
 FMRI_IN_RESULTS = SYNTHETIC_FMRI or IMPORTED_FMRI
 FMRI_ROOT = f"{RESULTS}/data/fmri" if FMRI_IN_RESULTS else config["fmri"]["root"]
 FMRI_RUNS = f"{FMRI_ROOT}/runs.tsv"
+# the fMRI folder as one shell word: a prepared dataset's root is the user's own path
+FMRI_ROOT_ARG = shlex.quote(FMRI_ROOT)
 # the synthetic world ships a labels atlas in MNI space, so its results can be mapped
 ATLAS = f"{FMRI_ROOT}/atlas.nii.gz" if SYNTHETIC_FMRI else None
 FMRI_MARKER = f"{RESULTS}/checks/fmri.json"
@@ -60,6 +62,12 @@ def sections(*keys):
     only that stage (Snakemake's params trigger).
     """
     return shlex.quote(json.dumps({k: config[k] for k in keys if k in config}, sort_keys=True))
+
+
+def shell_words(*values):
+    """Values as shell words, each quoted (names, paths): no config value reaches a shell
+    unquoted. Every rule passes config-derived values through this, `sections` or `parent`."""
+    return " ".join(shlex.quote(str(v)) for v in values)
 
 
 def mem_mb(factor=1.0):
@@ -115,12 +123,21 @@ def encoding_outputs(ext):
     )
 
 
-def parent(name):
-    """A param function giving the folder of the named input or output file."""
+def parent(name, levels=1):
+    """A param function giving the folder of the named input or output file, shell-quoted.
+
+    ``name`` is a key of the rule's inputs or outputs, or an index into its outputs;
+    ``levels`` folders up (2: the grandparent).
+    """
 
     def inner(wildcards, input, output):
-        files = {**dict(input.items()), **dict(output.items())}
-        return os.path.dirname(files[name])
+        if isinstance(name, int):
+            path = output[name]
+        else:
+            path = {**dict(input.items()), **dict(output.items())}[name]
+        for _ in range(levels):
+            path = os.path.dirname(path)
+        return shlex.quote(path)
 
     return inner
 
@@ -162,7 +179,7 @@ def pre_source(wildcards):
 def pre_stimuli_arg():
     if IMAGE_FMRI:
         return f"--nsd-root {shlex.quote(config['fmri'].get('root', ''))}"
-    return f"--fmri-root {shlex.quote(FMRI_ROOT)}"
+    return f"--fmri-root {FMRI_ROOT_ARG}"
 
 
 def pre_encoding_outputs(ext):

@@ -83,7 +83,7 @@ rule fmri_check:
         runtime=runtime(0.5),
     params:
         cfg=sections("subjects", "rois"),
-        fmri_root=parent("runs") if FMRI_IN_RESULTS else FMRI_ROOT,
+        fmri_root=parent("runs") if FMRI_IN_RESULTS else FMRI_ROOT_ARG,
     shell:
         "cortexscale fmri-check --sections {params.cfg} --fmri-root {params.fmri_root}"
         " --out {output} 2> {log}"

@@ -21,7 +21,7 @@ rule encode:
         runtime=runtime(0.5),
     params:
         cfg=sections("encoding"),
-        fmri_root=FMRI_ROOT,
+        fmri_root=FMRI_ROOT_ARG,
     shell:
         "cortexscale encode --sections {params.cfg} --grid {wildcards.grid}"
         " --subject {wildcards.subject} --roi {wildcards.roi}"

@@ -20,7 +20,7 @@ rule features:
         gpu=GPUS,
     params:
         cfg=sections("features"),
-        fmri_root=FMRI_ROOT,
+        fmri_root=FMRI_ROOT_ARG,
         device=DEVICE,
     shell:
         "cortexscale features --sections {params.cfg} --grid {wildcards.grid}"

@@ -20,8 +20,8 @@ if PRE_MODELS:
             runtime=runtime(0.5),
         params:
             cfg=sections("pretrained_models", "seed"),
-            names=" ".join(PRE_BUILT),
-            out_dir=lambda w, output: os.path.dirname(output[0]),
+            names=shell_words(*PRE_BUILT),
+            out_dir=parent(0),
         shell:
             "cortexscale pretrained-build --sections {params.cfg} --name {params.names}"
             " --out-dir {params.out_dir} 2> {log}"
@@ -77,8 +77,8 @@ if PRE_MODELS:
         params:
             cfg=sections("encoding", "pretrained_models", "seed"),
             stimuli=pre_stimuli_arg(),
-            rois=" ".join(ROIS),
-            out_dir=lambda w, output: os.path.dirname(output[0]),
+            rois=shell_words(*ROIS),
+            out_dir=parent(0),
         shell:
             "cortexscale pretrained-encode --sections {params.cfg} --name {wildcards.model}"
             " --features {input.features} --subject {wildcards.subject}"
@@ -112,13 +112,13 @@ if PRE_MODELS:
             mem_mb=mem_mb(),
             runtime=runtime(0.5),
         params:
-            members=lambda w: " ".join(PRE_ENSEMBLES[w.ensemble]),
-            subjects=" ".join(SUBJECTS),
-            rois=" ".join(ROIS),
-            encoding_root=lambda w, input: os.path.dirname(
-                os.path.dirname(os.path.dirname(input[0]))
+            members=lambda w: shell_words(*PRE_ENSEMBLES[w.ensemble]),
+            subjects=shell_words(*SUBJECTS),
+            rois=shell_words(*ROIS),
+            encoding_root=lambda w, input: shlex.quote(
+                os.path.dirname(os.path.dirname(os.path.dirname(input[0])))
             ),
-            out_dir=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
+            out_dir=parent(0, levels=2),
         shell:
             "cortexscale pretrained-ensemble --name {wildcards.ensemble}"
             " --members {params.members} --subjects {params.subjects} --rois {params.rois}"
