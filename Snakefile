@@ -9,16 +9,23 @@ import os
 
 from snakemake.utils import min_version, validate
 
-from cortexscale.config import check_config
+from cortexscale.config import check_config, read_yaml
 
 min_version("9.0")
 
-
 # The default study; `--configfile` merges a study's settings over it. Found beside this
 # file so that the workflow runs from any working directory (snakemake --directory DIR).
-configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+DEFAULT_CONFIG = os.path.join(workflow.basedir, "config", "config.yaml")
+# Snakemake's own reader neither names a malformed file nor refuses a repeated key (it keeps
+# the last value): read every config file once more with ours, which does both.
+read_yaml(DEFAULT_CONFIG)
 
 
+configfile: DEFAULT_CONFIG
+
+
+for _path in workflow.configfiles:
+    read_yaml(_path)
 check_config(config, " + ".join(str(f) for f in workflow.configfiles) or "config")
 validate(config, "workflow/schemas/config.schema.yaml")
 

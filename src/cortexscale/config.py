@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,76 @@ SCHEMA_PATH = Path(str(resources.files("cortexscale") / "resources" / "config.sc
 
 class ConfigError(ValueError):
     """A study configuration that cannot be run; the message says why and where."""
+
+
+def _is_number(checker: Any, instance: Any) -> bool:
+    """JSON-schema ``number``: finite ints and floats only (YAML's .nan and .inf are not)."""
+    return (
+        isinstance(instance, int | float)
+        and not isinstance(instance, bool)
+        and math.isfinite(instance)
+    )
+
+
+def _is_integer(checker: Any, instance: Any) -> bool:
+    """JSON-schema ``integer``: Python ints only (``20.0`` is not a count of steps)."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# Draft 2020-12 with two stricter types: the standard admits NaN and infinity as numbers
+# (they pass every bound, since comparisons with NaN are false) and 20.0 as an integer.
+StrictValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"number": _is_number, "integer": _is_integer}
+    ),
+)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None,
+                f"key {key!r} is given twice in one mapping (lines {seen[key]} and {line}); "
+                f"expected each key once",
+                key_node.start_mark,
+            )
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML config file safely, refusing duplicated keys.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ConfigError
+        If the file is not valid YAML or repeats a key; the message names the file, the
+        line and what was found.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        with path.open(encoding="utf-8") as f:
+            return yaml.load(f, Loader=_UniqueKeyLoader)  # a SafeLoader: no objects built
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
 
 
 def load_schema() -> dict[str, Any]:
@@ -52,6 +123,11 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if v == "enum":
         return f"'{key}' must be one of {error.validator_value}; given {given}"
     if v == "type":
+        inst = error.instance
+        if isinstance(inst, float) and not math.isfinite(inst):
+            return f"'{key}' must be a finite {error.validator_value}; given {inst}"
+        if isinstance(inst, float) and error.validator_value == "integer":
+            return f"'{key}' must be an integer (no decimal point); given {inst!r}"
         return f"'{key}' must be of type {error.validator_value}; given {given}"
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         return f"'{key}' must satisfy {v} {error.validator_value}; given {given}"
@@ -163,6 +239,9 @@ def _check_fmri(cfg: dict[str, Any], problems: list[str]) -> None:
     elif "root" not in fmri:
         problems.append(f"fmri.root is required when fmri.source is {fmri['source']!r}")
     enc = cfg["encoding"]
+    if fmri["source"] == "synthetic":
+        # the other sources' run lengths are known from the data: the encode stage checks them
+        _check_run_windows(enc, fmri["trs_per_run"], "fmri.trs_per_run", problems)
     if enc["alphas"]["min"] > enc["alphas"]["max"]:
         problems.append(
             f"encoding.alphas: min ({enc['alphas']['min']}) is larger than max "
@@ -173,6 +252,27 @@ def _check_fmri(cfg: dict[str, Any], problems: list[str]) -> None:
             f"pretrain.min_lr ({cfg['pretrain']['min_lr']}) is larger than pretrain.lr "
             f"({cfg['pretrain']['lr']})"
         )
+
+
+def _check_run_windows(enc: dict[str, Any], n_trs: int, what: str, problems: list[str]) -> None:
+    """FIR delays must leave samples in the shortest run (``n_trs`` TRs, named ``what``)."""
+    longest = max(abs(int(d)) for d in enc["delays"])
+    if longest >= n_trs:
+        problems.append(
+            f"encoding.delays: a delay of {longest} TRs does not fit runs of {n_trs} TRs "
+            f"({what}); expected delays shorter than the shortest run"
+        )
+
+
+def check_run_windows(enc: dict[str, Any], n_trs: int, what: str) -> None:
+    """Raise :class:`ConfigError` when ``encoding.delays`` do not fit a run of ``n_trs`` TRs.
+
+    ``what`` names the run (e.g. its file and dataset) in the message.
+    """
+    problems: list[str] = []
+    _check_run_windows(enc, n_trs, what, problems)
+    if problems:
+        raise ConfigError(problems[0])
 
 
 def check_semantics(cfg: dict[str, Any], source: str = "config") -> None:
@@ -211,13 +311,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
     ConfigError
         If the YAML cannot be parsed or the config is invalid.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    cfg = read_yaml(path)
     return check_config(cfg if cfg is not None else {}, str(path))
 
 
@@ -269,7 +363,7 @@ def section(name: str, cfg: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _validate_with(schema: dict[str, Any], cfg: dict[str, Any], source: str) -> dict[str, Any]:
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = StrictValidator(schema)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = "\n".join(f"  - {_describe(e)}" for e in errors)

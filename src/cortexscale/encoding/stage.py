@@ -142,7 +142,21 @@ def _load_runs(ds: FmriDataset, features_h5: Path, subject: str, parcels: np.nda
 def _design(runs: list[dict[str, Any]], delays: list[int]) -> tuple[np.ndarray, np.ndarray,
                                                                       np.ndarray]:
     """Concatenate runs: z-scored, delayed features (n, d * n_delays), z-scored responses
-    (n, v) and the run index per row (n,)."""
+    (n, v) and the run index per row (n,).
+
+    Raises
+    ------
+    ValueError
+        If a delay is as long as a run (the delayed copy would hold no sample of it).
+    """
+    longest = max(abs(int(d)) for d in delays)
+    for r in runs:
+        if longest >= r["x"].shape[0]:
+            raise ValueError(
+                f"encoding.delays: a delay of {longest} TRs does not fit run "
+                f"{r.get('run', r.get('stimulus'))!r} of {r['x'].shape[0]} TRs; expected delays "
+                f"shorter than the shortest run"
+            )
     groups = np.concatenate([np.full(r["x"].shape[0], i) for i, r in enumerate(runs)])
     x = zscore_per_run(np.concatenate([r["x"] for r in runs]).astype(np.float64), groups)
     y = zscore_per_run(np.concatenate([r["y"] for r in runs]).astype(np.float64), groups)
