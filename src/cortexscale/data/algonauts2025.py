@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,32 @@ def _parcel_table(root: Path, n_parcels: int) -> pd.DataFrame:
     return df
 
 
+def _check_parcel_counts(rows: list[tuple], root: Path) -> int | None:
+    """The parcel count of every run; an error naming each run that has another.
+
+    The count is the row count of ``parcels.tsv`` when there is one, else the count most
+    runs share, so that one odd (e.g. transposed) run is named, not the runs around it.
+    """
+    if not rows:
+        return None
+    table = root / "parcels.tsv"
+    if table.is_file():
+        n, basis = len(pd.read_csv(table, sep="\t")), f"the {table} rows"
+    else:
+        counts = Counter(r[5] for r in rows)
+        n, k = counts.most_common(1)[0]
+        basis = f"{k} of the {len(rows)} runs"
+    odd = [r for r in rows if r[5] != n]
+    if odd:
+        lines = [f"{r[4]}: expected (n_TR, n_parcels) = (n_TR, {n}), found ({r[3]}, {r[5]})"
+                 + (" (transposed? its first axis has the parcel count)" if r[3] == n else "")
+                 for r in odd]
+        sep = "\n  " if len(lines) > 1 else " "
+        raise ValueError(f"{len(odd)} run(s) have another parcel count than {basis} "
+                         f"({n}):{sep}" + sep.join(lines))
+    return n
+
+
 def import_algonauts2025(
     root: str | os.PathLike, out_dir: str | os.PathLike, subjects: list[str],
     tr: float = 1.49, test_stimuli: list[str] | None = None, cfg: Any = None,
@@ -121,14 +148,17 @@ def import_algonauts2025(
     ------
     FileNotFoundError, ValueError
         Naming the file and key: missing or unreadable files, keys not in the pattern,
-        arrays that are not 2-D floats with one parcel count, runs whose TR count differs
-        from the movie's duration by more than one TR. Nothing is written then.
+        arrays that are not 2-D floats, runs whose parcel count differs from
+        ``parcels.tsv`` (or from most runs; a transposed run is named as such), runs whose
+        TR count differs from the movie's duration by more than one TR, runs in which every
+        parcel is NaN/inf or constant (:func:`cortexscale.data.layout.screen_parcels`).
+        Nothing is written then.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"Algonauts 2025 folder {root} does not exist (fmri.root)")
     movies = _movie_index(root)
-    rows, sources, n_parcels, stim_paths = [], {}, None, {}
+    rows, sources, stim_paths = [], {}, {}
     for subject in subjects:
         for path in _subject_files(root, subject):
             with open_h5(path, _EXPECTED) as f:
@@ -138,17 +168,14 @@ def import_algonauts2025(
                     if len(shape) != 2 or not np.issubdtype(f[key].dtype, np.floating):
                         raise ValueError(f"{path}[{key!r}]: expected float (n_TR, n_parcels), "
                                          f"found {f[key].dtype} {shape}")
-                    if n_parcels is None:
-                        n_parcels = shape[1]
-                    if shape[1] != n_parcels:
-                        raise ValueError(f"{path}[{key!r}] has {shape[1]} parcels; expected "
-                                         f"{n_parcels} like the other runs")
                     if (subject, key) in sources:
                         raise ValueError(f"{path}: key {key!r} of {subject} also in "
                                          f"{sources[(subject, key)][0]}")
                     sources[(subject, key)] = (path, key)
                     stim_paths[task] = _find_movie(task, movies, f"{path}[{key!r}]")
-                    rows.append((subject, key, task, shape[0], f"{path}[{key!r}]"))
+                    rows.append((subject, key, task, shape[0], f"{path}[{key!r}]", shape[1]))
+    n_parcels = _check_parcel_counts(rows, root)
+    rows = [r[:5] for r in rows]
     runs = pd.DataFrame(rows, columns=["subject", "run", "stimulus", "n_tr", "source"])
     if runs.empty:
         raise ValueError(f"{root}: no runs found for subjects {subjects}")

@@ -19,7 +19,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from cortexscale.io.atomic import atomic_path
+from cortexscale.io.atomic import atomic_path, prepare_outputs
 from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.provenance import provenance
 
@@ -312,6 +312,7 @@ def build_corpus(
         The grid's data sizes (source frames).
     seed : int
     """
+    prepare_outputs([out_path], "corpus")
     source = corpus_cfg.get("source", "synthetic")
     clip_len = int(corpus_cfg.get("clip_len", 16))
     stride = int(corpus_cfg.get("time_stride", 1))

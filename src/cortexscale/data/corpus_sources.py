@@ -4,7 +4,8 @@
 shape ``(n_frames, H, W, 3)`` (channels-last) or ``(n_frames, 3, H, W)`` (channels-first),
 detected from the shape; a dataset attribute ``layout`` (``"NHWC"`` or ``"NCHW"``) settles
 an ambiguous shape such as ``(n, 3, H, 3)``, and an ``fps`` attribute (on the dataset or
-the file) gives the frame rate when it differs from ``corpus.fps``.
+the file) gives the frame rate when it differs from ``corpus.fps``; it must be a positive
+finite number (an error names the file, the dataset and the attribute otherwise).
 ``video_dir``: a folder of videos (``.mkv .mp4 .avi .mov .webm``, searched recursively,
 sorted by path) decoded with PyAV.
 
@@ -59,8 +60,27 @@ def _layout(dset: h5py.Dataset, where: str) -> str:
     return "NHWC" if last else "NCHW"
 
 
+def _source_fps(dset: h5py.Dataset, file_attrs: h5py.AttributeManager, default: float,
+                where: str) -> float:
+    """The frame rate of a source: its ``fps`` attribute, the file's, else ``default``."""
+    if "fps" in dset.attrs:
+        raw, owner = dset.attrs["fps"], f"{where} attribute fps"
+    elif "fps" in file_attrs:
+        raw, owner = file_attrs["fps"], f"{where.rsplit('[', 1)[0]} (file) attribute fps"
+    else:
+        return float(default)
+    try:
+        value = float(np.asarray(raw).item())
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{owner}: expected a positive finite frame rate (frames per "
+                         f"second), found {raw!r}")
+    return value
+
+
 def list_frames_h5(path: str | os.PathLike) -> list[str]:
-    """Dataset names of a frames file, in sorted order, each validated (shape, dtype)."""
+    """Dataset names of a frames file, in sorted order, each validated (shape, dtype, fps)."""
     path = Path(path)
     names: list[str] = []
     with open_h5(path, _EXPECTED) as f:
@@ -70,6 +90,7 @@ def list_frames_h5(path: str | os.PathLike) -> list[str]:
             raise ValueError(f"{path} holds no dataset; expected {_EXPECTED}")
         for n in names:
             _layout(f[n], f"{path}[{n!r}]")
+            _source_fps(f[n], f.attrs, 1.0, f"{path}[{n!r}]")
     return names
 
 
@@ -96,12 +117,11 @@ def frames_h5_sources(
     path = Path(path)
     names = list_frames_h5(path)
     with open_h5(path, _EXPECTED) as f:
-        file_fps = f.attrs.get("fps")
         for k, name in enumerate(names):
             dset = f[name]
             where = f"{path}[{name!r}]"
             layout = _layout(dset, where)
-            src_fps = float(dset.attrs.get("fps", file_fps if file_fps is not None else fps))
+            src_fps = _source_fps(dset, f.attrs, fps, where)
             n = dset.shape[0]
             if n == 0:
                 raise ValueError(f"{where}: holds 0 frames")

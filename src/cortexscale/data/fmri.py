@@ -272,8 +272,9 @@ class FmriDataset:
             y = f[run][()]
         expected = (int(row["n_tr"]), self.n_parcels)
         if y.ndim != 2 or y.shape != expected:
+            hint = " (transposed?)" if y.shape == expected[::-1] else ""
             raise ValueError(
-                f"{path}[{run!r}] has shape {y.shape}; expected (n_TR, n_parcels) = "
+                f"{path}[{run!r}] has shape {y.shape}{hint}; expected (n_TR, n_parcels) = "
                 f"{expected} from runs.tsv and parcels.tsv"
             )
         if not np.issubdtype(y.dtype, np.floating):

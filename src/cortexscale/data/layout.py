@@ -10,6 +10,12 @@ Bad parcels: a parcel that holds NaN/inf in any run, or is constant in any run, 
 0 in every run of that subject and listed in the import report (``import.json``) and on
 stderr. The encoding stage then finds it constant, gives it ``r = NaN`` and counts it in
 ``n_excluded``: reported and excluded, never silently scored.
+
+Bad runs: a run in which *every* parcel holds NaN/inf or is constant (an all-NaN or all-inf
+run, a run of zeros, a TR that is NaN in every parcel) would exclude every parcel of the
+subject through the rule above; it is an error naming the file, the run and what was found
+instead, and nothing is written. So is a subject whose bad parcels, over all runs, leave no
+parcel to score.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from cortexscale.data.fmri import PARCELS_COLUMNS, RUNS_COLUMNS
-from cortexscale.io.atomic import write_json, write_tsv
+from cortexscale.io.atomic import prepare_outputs, write_json, write_tsv
 from cortexscale.io.provenance import provenance
 
 __all__ = ["screen_parcels", "write_dataset"]
@@ -37,8 +43,23 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _describe_run(y: np.ndarray) -> str:
+    """What is wrong with a run whose every parcel is non-finite or constant."""
+    n_nan, n_inf = int(np.isnan(y).sum()), int(np.isinf(y).sum())
+    finite = np.isfinite(y)
+    parts = [f"{n_nan} NaN and {n_inf} inf of its {y.size} values"]
+    if n_nan + n_inf == y.size:
+        return f"every value is NaN/inf ({parts[0]})"
+    all_bad_trs = np.flatnonzero(~finite.any(axis=1))
+    if all_bad_trs.size:
+        parts.append(f"TR(s) {all_bad_trs[:10].tolist()} NaN/inf in every parcel")
+    n_const = int((np.ptp(np.where(finite, y, 0.0), axis=0) == 0).sum())
+    parts.append(f"{n_const} of {y.shape[1]} parcels constant")
+    return ", ".join(parts)
+
+
 def screen_parcels(
-    runs: dict[str, np.ndarray], where: str
+    runs: dict[str, np.ndarray], where: str, sources: dict[str, str] | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, list[int]]]:
     """Find NaN/inf and constant parcels of one subject and zero them in every run.
 
@@ -47,25 +68,48 @@ def screen_parcels(
     runs : dict of str to ndarray, each (n_TR, n_parcels)
         One subject's runs.
     where : str
-        The subject's source (file), named in the log line.
+        The subject, named in the log line and errors.
+    sources : dict of str to str, optional
+        Run -> its file (and key), named in errors.
 
     Returns
     -------
     clean : dict of str to ndarray of float32, each (n_TR, n_parcels)
     bad : dict
         ``nonfinite`` and ``constant``: sorted parcel indices.
+
+    Raises
+    ------
+    ValueError
+        A run in which every parcel is NaN/inf or constant (naming its file, the run and
+        what it holds), or a subject left without a usable parcel.
     """
+    sources = sources or {}
     first = next(iter(runs.values()))
     n_parcels = first.shape[1]
     nonfinite = np.zeros(n_parcels, dtype=bool)
     constant = np.zeros(n_parcels, dtype=bool)
-    for y in runs.values():
+    for run, y in runs.items():
         finite = np.isfinite(y)
-        nonfinite |= ~finite.all(axis=0)
-        yz = np.where(finite, y, 0.0)
-        constant |= np.ptp(yz, axis=0) == 0
+        run_nonfinite = ~finite.all(axis=0)
+        run_constant = np.ptp(np.where(finite, y, 0.0), axis=0) == 0
+        if (run_nonfinite | run_constant).all():
+            raise ValueError(
+                f"{sources.get(run, where)}: run {run!r} of {where} is unusable: "
+                f"{_describe_run(y)}; expected finite responses that vary in time in at "
+                "least one parcel (screening it would exclude every parcel of the subject; "
+                "remove the run or fix the file)"
+            )
+        nonfinite |= run_nonfinite
+        constant |= run_constant
     constant &= ~nonfinite
     bad = nonfinite | constant
+    if bad.all():
+        raise ValueError(
+            f"{where}: every one of its {n_parcels} parcels holds NaN/inf or is constant in "
+            f"some run ({int(nonfinite.sum())} NaN/inf, {int(constant.sum())} constant) over "
+            f"runs {[sources.get(r, r) for r in runs]}; expected at least one usable parcel"
+        )
     clean = {}
     for run, y in runs.items():
         y = np.asarray(y, dtype=np.float32).copy()
@@ -115,13 +159,18 @@ def write_dataset(
         Symbolic links to the movies (default) instead of copies.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    prepare_outputs([out_dir, *(out_dir / n for n in ("runs.tsv", "parcels.tsv",
+                                                       "import.json"))], "fmri-import")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         report = {**report, "bad_parcels": {}}
         prov = provenance(cfg)
+        sources = ({(str(a), str(b)): str(c) for a, b, c in
+                    zip(runs["subject"], runs["run"], runs["source"], strict=True)}
+                   if "source" in runs.columns else {})
         for subject, arrays in subjects:
-            clean, bad = screen_parcels(arrays, f"{subject}")
+            clean, bad = screen_parcels(arrays, f"{subject}", {
+                run: sources.get((subject, run), run) for run in arrays})
             report["bad_parcels"][subject] = bad
             with h5py.File(tmp / f"{subject}.h5", "w") as f:
                 for run, y in clean.items():

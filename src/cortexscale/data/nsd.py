@@ -98,7 +98,9 @@ def read_nsd_subject(root: str | os.PathLike) -> NsdSubject:
     ValueError
         Responses that are not 2-D floats, hemispheres with different row counts, an image
         count that differs from the rows, ROI masks whose length differs from their
-        hemisphere's vertex count, an ``all-vertices`` mask whose size differs from it.
+        hemisphere's vertex count, an ``all-vertices`` mask whose size differs from it, a
+        response row (image) that is NaN/inf in every vertex, a hemisphere without a usable
+        vertex.
     """
     root = Path(root)
     fmri_dir = root / "training_split" / "training_fmri"
@@ -149,7 +151,17 @@ def read_nsd_subject(root: str | os.PathLike) -> NsdSubject:
     bad = {}
     for h in HEMIS:
         y = responses[h]
+        path = fmri_dir / f"{h}_training_fmri.npy"
+        dead = np.flatnonzero(~np.isfinite(y).any(axis=1))
+        if dead.size:
+            raise ValueError(
+                f"{path}: row(s) {dead[:10].tolist()} (image(s) "
+                f"{[images[i].name for i in dead[:3]]}) are NaN/inf in every vertex; expected "
+                "finite responses (screening would exclude every vertex)")
         b = ~np.isfinite(y).all(axis=0) | (np.ptp(np.where(np.isfinite(y), y, 0), axis=0) == 0)
+        if b.all():
+            raise ValueError(f"{path}: every one of its {y.shape[1]} vertices holds NaN/inf or "
+                             "is constant; expected at least one usable vertex")
         bad[h] = np.flatnonzero(b).tolist()
     return NsdSubject(root, responses, images, rois, bad)
 

@@ -25,7 +25,7 @@ from cortexscale.encoding.metrics import pearson_r
 from cortexscale.encoding.noise_ceiling import ncsnr, noise_ceiling_nsd, normalised_score
 from cortexscale.encoding.ridge import ridge_cv, ridge_predict
 from cortexscale.encoding.significance import block_permutation_test
-from cortexscale.io.atomic import write_json, write_tsv
+from cortexscale.io.atomic import prepare_outputs, write_json, write_tsv
 from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.provenance import provenance
 
@@ -233,6 +233,7 @@ def run_encoding(
     features_h5, out_tsv = Path(features_h5), Path(out_tsv)
     if not features_h5.is_file():
         raise FileNotFoundError(f"features file {features_h5} does not exist")
+    prepare_outputs([out_tsv, out_tsv.with_suffix(".json")], "encode")
     ds = FmriDataset(fmri_root)
     parcels = ds.roi_parcels(roi)  # (v,)
     layer, runs = _load_runs(ds, features_h5, subject, parcels, layer)

@@ -28,7 +28,7 @@ from cortexscale.config import section
 from cortexscale.data.corpus import FRAMES_EXPECTED
 from cortexscale.data.fmri import FmriDataset
 from cortexscale.grid import parse_name
-from cortexscale.io.atomic import atomic_path
+from cortexscale.io.atomic import atomic_path, prepare_outputs
 from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.provenance import provenance
 from cortexscale.models.gpt import GPT
@@ -228,6 +228,7 @@ def extract_features(
     for path in (vqvae_ckpt, model_ckpt, frames_h5):
         if not Path(path).is_file():
             raise FileNotFoundError(f"features input not found: {path}")
+    prepare_outputs([out_h5], "features")
     dev = setup_device(device, threads)
     attrs = _frames_attrs(frames_h5)
     vqvae = VQVAE.from_checkpoint(vqvae_ckpt, map_location=dev).eval()

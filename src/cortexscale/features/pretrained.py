@@ -36,7 +36,7 @@ import h5py
 import numpy as np
 
 from cortexscale.config import section
-from cortexscale.io.atomic import atomic_path
+from cortexscale.io.atomic import atomic_path, prepare_outputs
 from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.provenance import config_hash, provenance
 
@@ -171,6 +171,7 @@ def extract_pretrained(
     cfg = section("pretrained_models", cfg)
     torch.set_num_threads(max(1, threads))
     out_h5 = Path(out_h5)
+    prepare_outputs([out_h5], "pretrained-features")
     if (fmri_root is None) == (nsd_root is None):
         raise ValueError("give exactly one of fmri_root (videos) or nsd_root (images)")
     kernels = sorted({int(k) for k in cfg["pool_kernels"]})

@@ -4,6 +4,14 @@ Frames are channels-last RGB ``uint8`` arrays of shape ``(n_frames, height, widt
 :func:`write_video` encodes them losslessly with FFV1 in Matroska (``.mkv``) using the
 ``bgr0`` pixel format, which round-trips RGB exactly; :func:`read_video` decodes any
 file PyAV can open.
+
+A file that yields fewer frames than its container states (a truncated download or copy) is
+an error naming the file, the frames promised and the frames found, in every reader here
+(:func:`read_video`, :func:`read_video_resampled`, :func:`video_info`). The stated length is
+the stream's frame count (MP4), else the stream's duration (its own or the Matroska
+``DURATION`` tag) times the frame rate, else the container's duration when the file has a
+single stream. Up to :data:`SHORTFALL_TOLERANCE_S` seconds (at least 2 frames) may be
+missing: muxers round durations, and that is less than one TR of any fMRI dataset here.
 """
 
 from __future__ import annotations
@@ -24,9 +32,13 @@ __all__ = [
     "read_video",
     "read_video_resampled",
     "resample_frames",
+    "stated_frames",
     "video_info",
     "write_video",
 ]
+
+#: Frames a video may lack against its stated length, in seconds (at least 2 frames).
+SHORTFALL_TOLERANCE_S = 1.0
 
 _CODEC = "ffv1"
 _PIX_FMT = "bgr0"  # FFV1 stores it losslessly; RGB -> bgr0 -> RGB is exact
@@ -96,6 +108,55 @@ def _to_rgb(frame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")
 
 
+def _parse_duration(text: str) -> float | None:
+    """``HH:MM:SS.fffffffff`` (a Matroska ``DURATION`` tag) in seconds."""
+    parts = str(text).strip().split(":")
+    try:
+        h, m, sec = (float(x) for x in parts) if len(parts) == 3 else (0.0, 0.0, float(text))
+    except ValueError:
+        return None
+    return h * 3600 + m * 60 + sec
+
+
+def stated_frames(container: Any, stream: Any, rate: float) -> tuple[int | None, str]:
+    """Frames a video's container promises, and where that number comes from.
+
+    Returns
+    -------
+    n : int or None
+        ``None`` when the file states no length.
+    source : str
+        For messages: "its frame count" or "its duration 29.80 s".
+    """
+    if stream.frames:
+        return int(stream.frames), "its frame count"
+    seconds = None
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif stream.metadata.get("DURATION"):
+        seconds = _parse_duration(stream.metadata["DURATION"])
+    elif container.duration and len(container.streams) == 1:
+        seconds = container.duration / 1e6  # microseconds (av.time_base)
+    if not seconds or seconds <= 0:
+        return None, ""
+    return int(round(seconds * rate)), f"its duration {seconds:.2f} s at {rate:g} fps"
+
+
+def _check_complete(path: Path, n_found: int, stated: tuple[int | None, str], rate: float,
+                    what: str) -> None:
+    """An error if ``n_found`` frames fall short of the stated length beyond the tolerance."""
+    n_stated, source = stated
+    if n_stated is None:
+        return
+    tolerance = max(2, int(np.ceil(SHORTFALL_TOLERANCE_S * rate)))
+    if n_found < n_stated - tolerance:
+        raise ValueError(
+            f"video file {path} is shorter than its container states (truncated?): "
+            f"{source} promises {n_stated} frames, {n_found} {what}; expected at least "
+            f"{n_stated - tolerance} (tolerance {SHORTFALL_TOLERANCE_S:g} s)"
+        )
+
+
 @contextlib.contextmanager
 def _video_stream(path: Path, verb: str) -> Iterator[tuple[Any, Any, float]]:
     """Open a video's first video stream: yield (container, stream, frame rate).
@@ -140,13 +201,16 @@ def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file cannot be decoded, has no video stream or no frames.
+        If the file cannot be decoded, has no video stream or no frames, or decodes to
+        fewer frames than its container states (beyond :data:`SHORTFALL_TOLERANCE_S`).
     """
     path = Path(path)
     with _video_stream(path, "decode") as (container, stream, rate):
+        stated = stated_frames(container, stream, rate)
         frames = [_to_rgb(f) for f in container.decode(stream)]
     if not frames:
         raise ValueError(f"video file {path} contains no decodable frames")
+    _check_complete(path, len(frames), stated, rate, "decoded")
     return np.stack(frames), rate
 
 
@@ -249,13 +313,16 @@ def video_info(path: str | os.PathLike) -> tuple[int, float]:
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file cannot be opened, has no video stream or states no frame rate.
+        If the file cannot be opened, has no video stream, states no frame rate, or stores
+        fewer frames than its container states (beyond :data:`SHORTFALL_TOLERANCE_S`).
     """
     path = Path(path)
     with _video_stream(path, "open") as (container, stream, rate):
+        stated = stated_frames(container, stream, rate)
         n = sum(1 for p in container.demux(stream) if p.size)
     if n == 0:
         raise ValueError(f"video file {path} contains no frames")
+    _check_complete(path, n, stated, rate, "stored")
     return n, rate
 
 
@@ -289,6 +356,7 @@ def read_video_resampled(
     pending: list[np.ndarray] = []
     n_src, j = 0, 0
     with _video_stream(path, "decode") as (container, stream, src_fps):
+        stated = stated_frames(container, stream, src_fps)
         for frame in container.decode(stream):
             rgb = None
             # output frame j takes source frame floor(j * src / dst + 0.5)
@@ -304,6 +372,7 @@ def read_video_resampled(
         out.append(_resize(np.stack(pending), int(height), int(width)))
     if n_src == 0:
         raise ValueError(f"video file {path} contains no decodable frames")
+    _check_complete(path, n_src, stated, src_fps, "decoded")
     n_dst = max(1, int(round(n_src * fps / src_fps)))
     frames = np.concatenate(out)
     if len(frames) < n_dst:  # the last source frames cover the tail

@@ -9,6 +9,11 @@ their prefix tokens (CLS, registers) laid back on the patch grid, convolutional 
 they are. :func:`max_pool_features` max-pools a map at a kernel size (stride = kernel,
 partial windows kept), the Matsuyama et al. (2023) reduction, and flattens it.
 
+ Weights are read only as safetensors or as
+weights-only torch ``.bin`` files (transformers calls ``torch.load(weights_only=True)``): a
+``.bin`` that pickles other objects is refused with a one-line error naming the file, and a
+truncated or corrupt weights file is named as such.
+
 :func:`build_tiny` makes the small randomly initialised models of the synthetic study and of
 the tests (ViT, CLIP vision, ConvNeXt, DINOv2), saved with ``save_pretrained``.
 """
@@ -17,6 +22,8 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +105,31 @@ def _patch(cfg: Any) -> int | None:
     return int(p) if p else None
 
 
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def _weights_named(source: str, local: bool) -> str:
+    """The weight file(s) of a model folder, for messages (a hub id names itself)."""
+    if not local:
+        return f"the weights of {source} in the local hub cache"
+    files = sorted(p for p in Path(source).iterdir() if p.suffix in _WEIGHT_SUFFIXES)
+    sized = [f"{p} ({p.stat().st_size} bytes)" for p in files]
+    return ", ".join(sized) if sized else f"{source} (no weight file)"
+
+
+def _weights_error(source: str, local: bool, err: BaseException) -> ValueError:
+    """A one-line ValueError for weights that could not be loaded: refused or damaged."""
+    from cortexscale.io.checkpoint import REFUSED, refused_global
+
+    where = _weights_named(source, local)
+    if isinstance(err, pickle.UnpicklingError) or refused_global(err) is not None:
+        name = refused_global(err)
+        return ValueError(f"{where}: " + REFUSED.format(what=f" ({name})" if name else ""))
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ValueError(f"{where}: model weights are not readable (truncated or corrupt?); "
+                      f"expected safetensors or a weights-only torch checkpoint; {first}")
+
+
 def load_pretrained(source: str | os.PathLike, device: str = "cpu",
                     dtype: torch.dtype = torch.float32) -> LoadedModel:
     """Load a vision model and its image processor from a folder or the local hub cache.
@@ -108,7 +140,9 @@ def load_pretrained(source: str | os.PathLike, device: str = "cpu",
         A model id that is neither a folder nor cached locally (the message says how to
         make it available offline).
     ValueError
-        A model without hidden states of images (no ``pixel_values`` input).
+        A model without hidden states of images (no ``pixel_values`` input); weights that
+        are refused (a ``.bin`` pickling objects other than tensors) or truncated/corrupt,
+        naming the file.
     """
     _quiet_transformers()
     from transformers import AutoConfig, AutoImageProcessor, AutoModel
@@ -127,11 +161,20 @@ def load_pretrained(source: str | os.PathLike, device: str = "cpu",
     try:
         model = AutoModel.from_pretrained(source, local_files_only=True, dtype=dtype)
         processor = AutoImageProcessor.from_pretrained(source, local_files_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, struct.error) as err:
+        raise _weights_error(source, local, err) from err
     except OSError as err:
+        if local and (Path(source) / "preprocessor_config.json").is_file() and any(
+                p.suffix in _WEIGHT_SUFFIXES for p in Path(source).iterdir()):
+            raise _weights_error(source, local, err) from err
         raise FileNotFoundError(
             f"{source}: model weights or image processor (preprocessor_config.json) are "
             f"missing locally: {err}. {offline_hint(source) if not local else ''}".strip()
         ) from err
+    except Exception as err:
+        if type(err).__name__ != "SafetensorError":  # safetensors' damaged-file error
+            raise
+        raise _weights_error(source, local, err) from err
     tower = getattr(model, "vision_model", None)
     if tower is not None and hasattr(model, "get_image_features"):  # full CLIP-like model
         model, config = tower, getattr(config, "vision_config", config)

@@ -43,7 +43,7 @@ import torch
 from cortexscale.config import load_schema, section
 from cortexscale.data.corpus import FRAMES_EXPECTED, read_subset
 from cortexscale.grid import GridPoint
-from cortexscale.io.atomic import atomic_path, write_json, write_tsv
+from cortexscale.io.atomic import atomic_path, prepare_outputs, write_json, write_tsv
 from cortexscale.io.checkpoint import load_checkpoint
 from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.provenance import provenance
@@ -339,6 +339,9 @@ def pretrain(
     for path in (tokens_h5, frames_h5):
         if not path.is_file():
             raise FileNotFoundError(f"pretrain input not found: {path}")
+    # before any work (and before any rank can write): writable, no stale temporaries
+    prepare_outputs([out_dir / n for n in (CHECKPOINT, "model.pt", "log.tsv", "summary.json")],
+                    "pretrain")
     dist_info = ddp.setup(device)
     rank, world = dist_info.rank, dist_info.world
     dev = setup_device(dist_info.device, threads)

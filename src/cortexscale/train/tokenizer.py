@@ -21,7 +21,7 @@ import torch
 
 from cortexscale.config import load_schema, section
 from cortexscale.data.corpus import FRAMES_EXPECTED
-from cortexscale.io.atomic import atomic_path, write_json
+from cortexscale.io.atomic import atomic_path, prepare_outputs, write_json
 from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.provenance import provenance
 from cortexscale.models.vqvae import VQVAE, VQVAEConfig
@@ -132,6 +132,7 @@ def train_tokenizer(
     """
     t_start = time.perf_counter()
     cfg = _check_cfg(cfg)
+    prepare_outputs([out_ckpt, out_tokens, out_summary], "tokenizer")
     dev = setup_device(device, threads)
     set_seed(seed)
     try:
