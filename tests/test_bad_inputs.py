@@ -539,8 +539,8 @@ def _unwritable_out(tmp_path):
     return tmp_path / "blocked" / "out"
 
 
-@pytest.mark.parametrize("stage", ["corpus", "fmri-import", "tokenizer", "pretrain",
-                                   "pretrained-features"])
+@pytest.mark.parametrize("stage", ["corpus", "fmri-import", "fmri-check", "tokenizer",
+                                   "pretrain", "pretrained-features", "aggregate"])
 def test_unwritable_output_folder_fails_before_any_work(capsys, tmp_path, corpus, release,  # noqa: F811 (fixture)
                                                        stage):
     out = _unwritable_out(tmp_path)
@@ -551,6 +551,12 @@ def test_unwritable_output_folder_fails_before_any_work(capsys, tmp_path, corpus
                    "--out", out / "c.h5"],
         "fmri-import": ["fmri-import", "--sections", fmri_sections("algonauts2025", release),
                         "--out-dir", out / "fmri"],
+        "fmri-check": ["fmri-check", "--sections",
+                       json.dumps({"subjects": ["sub-01"], "rois": ["early"]}),
+                       "--fmri-root", release, "--out", out / "check.json"],
+        "aggregate": ["aggregate", "--encoding", tmp_path / "e.json", "--summaries",
+                      tmp_path / "s.json", "--out", out / "encoding.tsv", "--figures",
+                      out / "a.png"],
         "tokenizer": ["tokenizer", "--sections",
                       json.dumps({"tokenizer": cfg["tokenizer"], "seed": 0}),
                       "--frames", frames, "--checkpoint", out / "vqvae.pt",

@@ -159,8 +159,9 @@ def cmd_fmri_import(args: argparse.Namespace) -> None:
 def cmd_fmri_check(args: argparse.Namespace) -> None:
     s = _settings(args, ["subjects", "rois"])
     from cortexscale.data.checks import check_dataset
-    from cortexscale.io.atomic import write_json
+    from cortexscale.io.atomic import prepare_outputs, write_json
 
+    prepare_outputs([args.out], "fmri-check")
     report = check_dataset(args.fmri_root, s["subjects"], s["rois"])
     write_json(args.out, report)
 
@@ -224,8 +225,10 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
+    from cortexscale.io.atomic import prepare_outputs
     from cortexscale.scaling.table import aggregate
 
+    prepare_outputs([args.out, *args.figures], "aggregate")
     summaries = {Path(p).parent.name: Path(p) for p in args.summaries}
     aggregate(args.encoding, summaries, args.out, args.figures)
 
