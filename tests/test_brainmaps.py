@@ -54,12 +54,12 @@ def test_plot_brain_maps_picks_the_best_grid_point(tmp_path, atlas, rng):
     write_atlas(tmp_path / "atlas.nii.gz", atlas)
     rows = [
         {"grid": g, "subject": s, "parcel": p, "r": rng.normal(mu, 0.05)}
-        for g, mu in (("d1_h8_l1_a1_fp32", 0.1), ("d2_h8_l1_a1_fp32", 0.3))
+        for g, mu in (("d1_h8_l1_a1_fp32_s0", 0.1), ("d2_h8_l1_a1_fp32_s0", 0.3))
         for s in ("sub-01", "sub-02") for p in range(16)
     ]
     grid = plot_brain_maps(pd.DataFrame(rows), tmp_path / "atlas.nii.gz", tmp_path / "m.png")
-    assert grid == "d2_h8_l1_a1_fp32"
+    assert grid == "d2_h8_l1_a1_fp32_s0"
     assert (tmp_path / "m.png").stat().st_size > 5000 and (tmp_path / "m.svg").is_file()
     with pytest.raises(ValueError, match="not in the parcel table"):
         plot_brain_maps(pd.DataFrame(rows), tmp_path / "atlas.nii.gz", tmp_path / "x.png",
-                        grid="d9_h8_l1_a1_fp32")
+                        grid="d9_h8_l1_a1_fp32_s0")

@@ -75,6 +75,7 @@ def test_hidden_smaller_than_heads_is_impossible():
 
 def test_data_size_larger_than_synthetic_corpus_names_both_numbers():
     cfg = load_default_config()
+    cfg["corpus"].update(n_sources=8, frames_per_source=1024)
     cfg["grid"]["data_sizes"] = [10**6]
     with pytest.raises(ConfigError, match=r"needs 62500 clips .* holds 512"):
         check_config(cfg)
@@ -179,3 +180,106 @@ def test_every_config_key_is_documented():
     assert len(keys) > 50
     undocumented = [".".join(p) for p in keys if not re.search(rf"\b{re.escape(p[-1])}\b", spans)]
     assert not undocumented, f"config/README.md does not document {undocumented}"
+
+
+# ------------------------------------------------------------------ grid modes (issue 14)
+def _fits_reserve(cfg: dict) -> dict:
+    """The default study with a synthetic corpus large enough for its largest data size
+    and the validation reserve (9 x 1024 frames: 576 clips, 544 after 32 for validation)."""
+    cfg["corpus"].update(n_sources=9, frames_per_source=1024)
+    return cfg
+
+
+def _isoflop(**grid) -> dict:
+    cfg = _fits_reserve(load_default_config())
+    cfg["grid"] = {"mode": "isoflop", "budgets": [1e11, "3e11", 1e12],
+                   "models": [{"hidden": 32, "layers": 1, "heads": 2},
+                              {"hidden": 64, "layers": 2, "heads": 2}],
+                   "precision": ["fp32"], "seeds": [0, 1], **grid}
+    return cfg
+
+
+def test_an_isoflop_grid_needs_no_data_sizes_base_or_vary():
+    cfg = check_config(_isoflop())
+    assert cfg["grid"]["single_epoch"] is False and cfg["grid"]["seeds"] == [0, 1]
+    from cortexscale.grid import expand
+
+    names = [p.name for p in expand(cfg["grid"])]
+    assert len(names) == 3 * 2 * 2 and names[0] == "c1e11_h32_l1_a2_fp32_s0"
+    # merged over the default (data_sizes, base, vary present): ignored, still valid
+    merged = merge(_fits_reserve(load_default_config()), {"grid": _isoflop()["grid"]})
+    assert [p.name for p in expand(check_config(merged)["grid"])] == names
+
+
+@pytest.mark.parametrize(("grid", "match"), [
+    ({"mode": "isoflop", "precision": ["fp32"]}, r"'grid' lacks a required key: 'budgets'"),
+    ({"data_sizes": [2048], "precision": ["fp32"]}, r"'grid' lacks a required key: 'base'"),
+    ({"mode": "isoflop", "budgets": [0.5], "models": [{"hidden": 8, "layers": 1, "heads": 1}],
+      "precision": ["fp32"]}, r"'grid.budgets.0' must satisfy minimum 1; given 0.5"),
+    ({"mode": "isoflop", "budgets": ["lots"], "models": [{"hidden": 8, "layers": 1,
+                                                           "heads": 1}],
+      "precision": ["fp32"]}, r"'grid.budgets.0' must match the pattern"),
+])
+def test_the_schema_requires_each_modes_keys(grid, match):
+    cfg = _fits_reserve(load_default_config())
+    cfg["grid"] = grid
+    with pytest.raises(ConfigError, match=match):
+        check_config(cfg)
+
+
+def test_a_budget_below_the_warmup_names_the_budget_and_the_model():
+    # h64_l2_a2: 748,032 FLOPs per position x 64 positions x 16 clips = 7.66e8 FLOPs a step
+    with pytest.raises(ConfigError) as info:
+        check_config(_isoflop(budgets=[1e10, 1e12]))
+    msg = str(info.value)
+    assert re.search(r"grid.budgets: budget 1e10 gives model h64_l2_a2 13 steps .* 748,032 "
+                     r"FLOPs per position.*allowed: at least 21 \(more than "
+                     r"pretrain.warmup_steps = 20, and at least 10\)", msg), msg
+    # the smaller model gets 78 steps of the same budget; 1e12 buys 1305 steps
+    assert "budget 1e10 gives model h32_l1_a2" not in msg and "budget 1e12" not in msg
+
+
+def test_a_budget_must_fit_in_three_significant_digits():
+    with pytest.raises(ConfigError, match=r"grid.budgets: 3.162e\+?12 has more than 3 "
+                                          r"significant digits.*write 3.16e12"):
+        check_config(_isoflop(budgets=[1e12, 3.162e12]))
+
+
+def test_single_epoch_refuses_more_tokens_than_the_pool_holds():
+    check_config(_isoflop(budgets=[1e11]))  # 131 steps x 16 clips: repeats the 544-clip pool
+    with pytest.raises(ConfigError) as info:
+        check_config(_isoflop(budgets=[1e11], single_epoch=True))
+    msg = str(info.value)
+    assert re.search(r"grid.single_epoch: budget 1e11 trains model h64_l2_a2 on 2096 clips "
+                     r"\(131 steps x 16; 134,144 tokens\) but the training pool holds 544 "
+                     r"clips", msg), msg
+    cfg = _isoflop(budgets=[1e10], single_epoch=True,
+                   models=[{"hidden": 64, "layers": 2, "heads": 2}])
+    cfg["pretrain"]["warmup_steps"] = 2
+    check_config(cfg)  # 13 steps x 16 = 208 clips <= 544: one epoch
+
+
+def test_tokens_axis_checks_steps_and_single_epoch():
+    cfg = _fits_reserve(load_default_config())
+    cfg["grid"]["tokens"] = [64 * 16 * 40]  # 40 steps of 16 clips x 64 tokens
+    assert len(check_config(cfg)["grid"]["tokens"]) == 1
+    cfg["grid"]["tokens"] = [64 * 16 * 5]
+    with pytest.raises(ConfigError, match=r"grid.tokens: 5120 tokens give every model 5 steps"):
+        check_config(cfg)
+    cfg["grid"]["tokens"] = [64 * 16 * 40]
+    cfg["grid"]["single_epoch"] = True  # 640 clips > the 128 clips of data size 2048
+    with pytest.raises(ConfigError, match=r"single_epoch: 40960 tokens trains every model on "
+                                          r"640 clips .* data size 2048 frames holds 128"):
+        check_config(cfg)
+
+
+def test_a_data_size_that_leaves_no_room_for_validation_names_size_pool_and_clips():
+    cfg = load_default_config()
+    cfg["corpus"].update(n_sources=8, frames_per_source=1024)  # 512 clips; 8192 frames = all
+    cfg["grid"]["data_sizes"] = [2048, 8192]
+    with pytest.raises(ConfigError, match=r"grid.data_sizes: 8192 frames needs 512 clips but "
+                                          r"the training pool holds 480: .* 512 clips less the "
+                                          r"pretrain.eval_clips = 32 validation clips"):
+        check_config(cfg)
+    cfg["grid"]["data_sizes"] = [2048, 7680]  # 480 clips: exactly the pool
+    check_config(cfg)

@@ -11,7 +11,9 @@ from cortexscale.data.corpus import (
     cut_clips,
     n_clips_for,
     read_subset,
+    read_validation,
     subset_order,
+    validation_clips,
     write_corpus,
 )
 
@@ -140,3 +142,86 @@ def test_build_corpus_real_sources_need_a_path(tmp_path, source):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         build_corpus(tmp_path / "f.h5", missing, [16], 0)
     assert not (tmp_path / "f.h5").exists()
+
+
+def test_validation_clips_are_drawn_evenly_from_every_source():
+    source = np.array([0] * 10 + [1] * 2 + [2] * 6)
+    val = validation_clips(source, 7)
+    assert np.all(np.diff(val) > 0) and val.dtype == np.int64
+    # equal shares (3, 2, 2) but source 1 has only 2 clips: it gives both
+    np.testing.assert_array_equal(np.bincount(source[val], minlength=3), [3, 2, 2])
+    np.testing.assert_array_equal(val[source[val] == 0], [1, 5, 8])  # centres of 3 segments
+    np.testing.assert_array_equal(validation_clips(source, 7), val)  # deterministic
+    short = validation_clips(source, 15)  # source 1 runs out: the others make up for it
+    np.testing.assert_array_equal(np.bincount(source[short], minlength=3), [7, 2, 6])
+    assert validation_clips(source, 0).size == 0
+    with pytest.raises(ValueError, match=r"expected 0 <= n < 18 .* found 18"):
+        validation_clips(source, 18)
+
+
+@pytest.mark.parametrize("order", ["corpus", "stratified"])
+def test_validation_reserve_is_shared_and_disjoint_from_every_subset(tmp_path, rng, order):
+    path = tmp_path / "frames.h5"
+    # 5 + 3 + 4 = 12 clips; 3 validation clips (one per source) leave a pool of 9
+    write_corpus(path, _sources(rng), 4, 2, 15, data_sizes=[16, 40, 72], eval_clips=3)
+    val = read_validation(path)
+    with h5py.File(path) as f:
+        src = f["source"][()]
+        assert f.attrs["eval_clips"] == 3
+    np.testing.assert_array_equal(np.sort(src[val]), [0, 1, 2])
+    pool = read_subset(path, 0, order)
+    assert len(pool) == 9 and not np.intersect1d(pool, val).size
+    assert sorted(np.concatenate([pool, val]).tolist()) == list(range(12))
+    subsets = [read_subset(path, n, order) for n in (16, 40, 72)]
+    assert [len(x) for x in subsets] == [2, 5, 9]
+    for sub in subsets:  # nested prefixes of the pool, none holding a validation clip
+        np.testing.assert_array_equal(pool[: len(sub)], sub)
+        assert not np.intersect1d(sub, val).size
+    np.testing.assert_array_equal(np.sort(subsets[-1]), np.sort(pool))  # largest = the pool
+    # the reserve does not depend on the data sizes asked for
+    write_corpus(tmp_path / "other.h5", _sources(np.random.default_rng(0)), 4, 2, 15,
+                 data_sizes=[16], eval_clips=3)
+    np.testing.assert_array_equal(read_validation(tmp_path / "other.h5"), val)
+
+
+def test_a_data_size_that_leaves_no_room_for_validation_is_an_error(tmp_path, rng):
+    # 12 clips: 96 frames (12 clips) fits the corpus but not the pool of 12 - 3 = 9
+    with pytest.raises(ValueError, match=r"data size 96 needs 12 clips .* training pool holds "
+                                         r"9: the corpus's 12 clips less the 3 validation"):
+        write_corpus(tmp_path / "f.h5", _sources(rng), 4, 2, 15, data_sizes=[96],
+                     eval_clips=3)
+    with pytest.raises(ValueError, match=r"eval_clips = 12 validation clips leave no training"):
+        write_corpus(tmp_path / "f.h5", _sources(rng), 4, 2, 15, data_sizes=[], eval_clips=12)
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_old_corpus_without_a_reserve_names_the_fix(tmp_path, rng):
+    path = tmp_path / "frames.h5"
+    write_corpus(path, _sources(rng), 4, 2, 15, data_sizes=[16])
+    with h5py.File(path, "a") as f:
+        del f["validation"], f["pool"]
+    with pytest.raises(KeyError, match="no dataset 'validation'.*rebuild it"):
+        read_validation(path)
+    with pytest.raises(KeyError, match="pool/corpus.*rebuild it"):
+        read_subset(path, 0, "corpus")
+
+
+def test_cli_corpus_takes_the_validation_clips_and_sizes(tmp_path):
+    import json
+
+    from cortexscale.cli import main
+
+    corpus = {"source": "synthetic", "n_sources": 2, "frames_per_source": 32, "clip_len": 8,
+              "height": 8, "width": 8}
+    sections = json.dumps({"corpus": corpus, "seed": 0, "pretrain": {"eval_clips": 2}})
+    out = tmp_path / "frames.h5"
+    assert main(["corpus", "--sections", sections, "--data-sizes", "16", "48",
+                 "--out", str(out)]) in (0, None)
+    assert len(read_validation(out)) == 2 and len(read_subset(out, 48, "stratified")) == 6
+    isoflop = json.dumps({"corpus": corpus, "seed": 0, "pretrain": {"eval_clips": 2},
+                          "grid": {"mode": "isoflop", "budgets": [1e9],
+                                   "models": [{"hidden": 8, "layers": 1, "heads": 1}],
+                                   "precision": ["fp32"]}})
+    assert main(["corpus", "--sections", isoflop, "--out", str(tmp_path / "iso.h5")]) in (0, None)
+    with h5py.File(tmp_path / "iso.h5") as f:
+        assert "subsets" not in f and len(f["pool/corpus"]) == 6

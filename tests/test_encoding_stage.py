@@ -58,8 +58,8 @@ def _make_study(root, rng, feature_trs=None, noise=0.3):
 
 def test_recovers_planted_weights(tmp_path, rng):
     feats, root = _make_study(tmp_path / "fmri", rng)
-    out = tmp_path / "enc" / "d1_h2_l1_a1_fp32" / "sub-01" / "scene.tsv"
-    side = run_encoding(feats, root, "sub-01", "scene", out, CFG, grid="d1_h2_l1_a1_fp32")
+    out = tmp_path / "enc" / "d1_h2_l1_a1_fp32_s0" / "sub-01" / "scene.tsv"
+    side = run_encoding(feats, root, "sub-01", "scene", out, CFG, grid="d1_h2_l1_a1_fp32_s0")
     table = pd.read_csv(out, sep="\t")
     assert list(table.columns) == list(TSV_COLUMNS)
     assert table["parcel"].tolist() == [3, 4, 5]

@@ -113,13 +113,13 @@ def test_resolve_layers():
 def test_features_shapes_and_tr_alignment(world, tmp_path):
     root, frames, vq = world
     model = _gpt(tmp_path / "model.pt")
-    out = tmp_path / "features" / "d64_h30_l2_a4_fp32.h5"
+    out = tmp_path / "features" / "d64_h30_l2_a4_fp32_s0.h5"
     extract_features(vq, model, root, frames, out, {"layers": [-1, 0], "pooling": "mean"},
-                     grid="d64_h30_l2_a4_fp32", batch_size=3)
+                     grid="d64_h30_l2_a4_fp32_s0", batch_size=3)
     with h5py.File(out) as f:
         assert sorted(f) == ["black12", "black13"]
         assert f.attrs["layers"].tolist() == [1, 0]
-        assert f.attrs["tr"] == TR and f.attrs["grid"] == "d64_h30_l2_a4_fp32"
+        assert f.attrs["tr"] == TR and f.attrs["grid"] == "d64_h30_l2_a4_fp32_s0"
         assert "cortexscale_version" in f.attrs
         feats = {s: {k: f[s][f"layer{k}"][...] for k in (0, 1)} for s in f}
     for stim in feats:
@@ -138,7 +138,7 @@ def test_features_shapes_and_tr_alignment(world, tmp_path):
     # the same model and clips at batch size 64: same features
     out2 = tmp_path / "again.h5"
     extract_features(vq, model, root, frames, out2, {"layers": [1], "pooling": "mean"},
-                     grid="d64_h30_l2_a4_fp32")
+                     grid="d64_h30_l2_a4_fp32_s0")
     with h5py.File(out2) as f:
         np.testing.assert_allclose(f["black13/layer1"][...], feats["black13"][1], atol=1e-6)
 
@@ -170,9 +170,9 @@ def test_features_errors(world, tmp_path):
     with pytest.raises(ValueError, match=r"unknown key\(s\) 'kernel' in 'features'"):
         extract_features(vq, model, root, frames, out,
                          {"layers": [0], "pooling": "max", "kernel": 2}, "g")
-    with pytest.raises(ValueError, match=r"grid 'd64_h64_l2_a4_fp32' names"):
+    with pytest.raises(ValueError, match=r"grid 'd64_h64_l2_a4_fp32_s0' names"):
         extract_features(vq, model, root, frames, out, {"layers": [0], "pooling": "max"},
-                         "d64_h64_l2_a4_fp32")
+                         "d64_h64_l2_a4_fp32_s0")
     with h5py.File(frames, "a") as f:
         f.attrs["height"] = 16
     with pytest.raises(ValueError, match=r"\(4, 4, 2\) token grid, but .* expects \(4, 2, 2\)"):

@@ -15,7 +15,7 @@ from cortexscale.grid import GridPoint
 from cortexscale.train.launch import launch
 from cortexscale.train.pretrain import pretrain
 
-GRID = "d64_h16_l2_a2_fp32"
+GRID = "d64_h16_l2_a2_fp32_s0"
 LCFG = {**CFG, "steps": 300, "eval_every": 100, "checkpoint_every": 0, "dropout": 0.1}
 
 

@@ -10,14 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
-from cortexscale.grid import GridPoint
-from cortexscale.models.gpt import GPT
+from cortexscale.data.corpus import subset_order, validation_clips
+from cortexscale.grid import GridPoint, training_seed
+from cortexscale.models.gpt import GPT, GPTConfig, flops_per_token
 from cortexscale.train.pretrain import LOG_COLUMNS, ClipStream, lr_at, pretrain
 
 SUMMARY_KEYS = {
-    "grid", "data_size", "hidden", "layers", "heads", "precision", "n_params",
-    "n_params_no_emb", "flops_per_token", "train_flops", "tokens_seen", "wall_time_s",
-    "final_val_loss", "steps", "cortexscale_version", "config_hash", "seed",
+    "grid", "family", "data_size", "hidden", "layers", "heads", "precision", "seed", "budget",
+    "tokens", "n_params", "n_params_no_emb", "flops_per_token", "train_flops", "tokens_seen",
+    "wall_time_s", "final_val_loss", "steps", "epochs", "cortexscale_version", "config_hash",
+    "study_seed", "train_seed",
 }
 CLIP_LEN, N_SOURCES, PER_SOURCE, VOCAB = 4, 2, 12, 8
 CFG = {
@@ -47,7 +49,8 @@ def _one_thread():
 def corpus(tmp_path):
     """frames.h5 (2 sources x 12 clips of 4 frames) and tokens.h5 with a learnable pattern.
 
-    Data sizes 32 and 64 frames hold 8 and 16 clips, so 8 clips lie outside every subset.
+    As the corpus stage lays it out: 4 validation clips (2 per source) reserved first, a
+    training pool of 20, and data sizes 32 and 64 frames (8 and 16 clips) as its prefixes.
     """
     n = N_SOURCES * PER_SOURCE
     source = np.repeat(np.arange(N_SOURCES), PER_SOURCE).astype(np.int32)
@@ -57,11 +60,14 @@ def corpus(tmp_path):
         f.create_dataset("clips", data=np.zeros((n, CLIP_LEN, 8, 8, 3), np.uint8))
         f["source"], f["start_frame"] = source, start
         f.create_dataset("sources", data=["a", "b"], dtype=h5py.string_dtype())
-        order = np.arange(n).reshape(N_SOURCES, PER_SOURCE).T.ravel()  # round robin
-        for size in (32, 64):
-            k = size // CLIP_LEN
-            f[f"subsets/corpus/{size}"] = np.arange(k, dtype=np.int64)
-            f[f"subsets/stratified/{size}"] = order[:k].astype(np.int64)
+        val = validation_clips(source, CFG["eval_clips"])
+        f["validation"] = val
+        for name in ("corpus", "stratified"):
+            pool = subset_order(source, name)
+            pool = pool[~np.isin(pool, val)]
+            f[f"pool/{name}"] = pool
+            for size in (32, 64):
+                f[f"subsets/{name}/{size}"] = pool[: size // CLIP_LEN]
         f.attrs.update(clip_len=CLIP_LEN, height=8, width=8, fps=15, time_stride=1,
                        data_sizes=np.array([32, 64]))
     # each clip: a ramp (t, h, w) of 8 tokens shifted by a per-clip offset
@@ -107,8 +113,11 @@ def test_pretrain_end_to_end(corpus, tmp_path, precision, conditioned, order):
     assert on_disk["n_params"] > on_disk["n_params_no_emb"] > 0
     ctx = 2 if conditioned else 1
     assert on_disk["train_flops"] == on_disk["flops_per_token"] * on_disk["tokens_seen"] * ctx
-    assert on_disk["val_from"] == "outside_all_subsets"
-    assert on_disk["train_clips"] == 16
+    assert on_disk["val_from"] == "reserved"
+    assert on_disk["train_clips"] == 16 and on_disk["val_clips"] == CFG["eval_clips"]
+    assert on_disk["seed"] == 0 and on_disk["budget"] == 0 and on_disk["tokens"] == 0
+    assert (on_disk["study_seed"], on_disk["train_seed"]) == (1, training_seed(1, 0))
+    assert on_disk["epochs"] == pytest.approx(CFG["steps"] * CFG["batch_size"] / 16)
     assert summary["grid"] == on_disk["grid"]
 
     ckpt = torch.load(out / "model.pt", weights_only=True)
@@ -136,18 +145,84 @@ def test_pretrain_is_reproducible(corpus, tmp_path):
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
-def test_validation_from_subset_end_when_no_spare_clips(corpus, tmp_path):
+def test_every_data_size_is_validated_on_the_reserved_clips(corpus, tmp_path):
+    """Same validation clips for every data size; each trains on all of its subset."""
     tokens, frames = corpus
-    with h5py.File(frames, "a") as f:  # a largest subset that covers the whole corpus
-        f["subsets/corpus/96"] = np.arange(24, dtype=np.int64)
-        f.attrs["data_sizes"] = np.array([32, 64, 96])
     cfg = {**CFG, "steps": 2, "eval_every": 1}
-    s = pretrain(tokens, frames, GridPoint(64, 8, 1, 1, "fp32"), "corpus", cfg,
-                 tmp_path / "o", seed=0)
-    assert (s["val_from"], s["train_clips"]) == ("outside_subset", 16)
-    s = pretrain(tokens, frames, GridPoint(96, 8, 1, 1, "fp32"), "corpus", cfg,
-                 tmp_path / "e", seed=0)
-    assert (s["val_from"], s["train_clips"], s["val_clips"]) == ("subset_end", 20, 4)
+    with h5py.File(frames) as f:
+        val = f["validation"][()]
+    losses = {}
+    for size in (32, 64, 0):  # 0: the whole training pool
+        s = pretrain(tokens, frames, GridPoint(size, 8, 1, 1, "fp32"), "corpus", cfg,
+                     tmp_path / f"d{size}", seed=0)
+        assert (s["val_from"], s["val_clips"]) == ("reserved", 4)
+        assert s["train_clips"] == {32: 8, 64: 16, 0: 20}[size]
+        losses[size] = s["final_val_loss"]
+    assert len(val) == 4 and set(np.unique(val // PER_SOURCE)) == {0, 1}  # both sources
+    with pytest.raises(ValueError, match=r"eval_clips is 6 but .*frames.h5 reserves 4"):
+        pretrain(tokens, frames, GridPoint(32, 8, 1, 1, "fp32"), "corpus",
+                 {**cfg, "eval_clips": 6}, tmp_path / "x", seed=0)
+    with h5py.File(frames, "a") as f:  # a corpus written before the reserve
+        del f["validation"]
+    with pytest.raises(KeyError, match="no dataset 'validation'.*rebuild it"):
+        pretrain(tokens, frames, GridPoint(32, 8, 1, 1, "fp32"), "corpus", cfg,
+                 tmp_path / "y", seed=0)
+
+
+def _fpt(point, conditioned=False):
+    return flops_per_token(GPTConfig(vocab_size=VOCAB, shape=(2, 2, 2), hidden=point.hidden,
+                                     layers=point.layers, heads=point.heads,
+                                     conditioned=conditioned))
+
+
+@pytest.mark.parametrize("conditioned", [False, True])
+def test_a_budget_sets_the_steps_and_train_flops(corpus, tmp_path, conditioned):
+    tokens, frames = corpus
+    point = GridPoint(0, 8, 1, 2, "fp32", seed=1, budget=3e7)
+    ctx = 16 if conditioned else 8  # positions per clip
+    step_flops = CFG["batch_size"] * ctx * _fpt(point, conditioned)
+    s = pretrain(tokens, frames, point, "corpus", {**CFG, "conditioned": conditioned},
+                 tmp_path / point.name, seed=0)
+    assert s["steps"] == round(3e7 / step_flops) > CFG["warmup_steps"]
+    assert abs(s["train_flops"] - 3e7) <= step_flops / 2  # within half a step of the budget
+    assert s["train_flops"] == s["steps"] * step_flops
+    assert s["tokens_seen"] == s["steps"] * CFG["batch_size"] * 8
+    assert (s["grid"], s["budget"], s["seed"], s["data_size"]) == (point.name, 3e7, 1, 0)
+    assert s["train_clips"] == 20  # the whole pool
+    log = pd.read_csv(tmp_path / point.name / "log.tsv", sep="\t")
+    assert log["step"].iloc[-1] == s["steps"]
+
+
+def test_tokens_set_the_steps_and_single_epoch_is_enforced(corpus, tmp_path):
+    tokens, frames = corpus
+    point = GridPoint(32, 8, 1, 1, "fp32", tokens=330)  # 330 / (4 clips x 8) = 10.3 -> 10
+    s = pretrain(tokens, frames, point, "corpus", CFG, tmp_path / "a", seed=0)
+    assert (s["steps"], s["tokens_seen"], s["tokens"]) == (10, 320, 330)
+    assert s["epochs"] == pytest.approx(40 / 8)
+    with pytest.raises(ValueError, match=r"single_epoch: 10 steps x 4 clips = 40 clips but "
+                                         r"the training data holds 8"):
+        pretrain(tokens, frames, point, "corpus", CFG, tmp_path / "b", seed=0,
+                 single_epoch=True)
+    assert not (tmp_path / "b" / "model.pt").exists()
+    tiny = GridPoint(0, 8, 1, 1, "fp32", budget=10.0)
+    with pytest.raises(ValueError, match="less than half a step"):
+        pretrain(tokens, frames, tiny, "corpus", CFG, tmp_path / "c", seed=0)
+
+
+def test_the_replicate_seed_changes_initialisation_and_data_order(corpus, tmp_path):
+    tokens, frames = corpus
+    cfg = {**CFG, "steps": 2, "eval_every": 2}
+    models, runs = [], []
+    for seed in (0, 1, 0):
+        point = GridPoint(32, 8, 1, 2, "fp32", seed=seed)
+        out = tmp_path / f"{point.name}_{len(runs)}"
+        runs.append(pretrain(tokens, frames, point, "corpus", cfg, out, seed=4))
+        models.append(torch.load(out / "model.pt", weights_only=True))
+    assert runs[0]["train_seed"] == runs[2]["train_seed"] != runs[1]["train_seed"]
+    w = [m["model"]["blocks.0.attn.qkv.weight"] for m in models]
+    assert torch.equal(w[0], w[2]) and not torch.equal(w[0], w[1])
+    assert runs[0]["final_val_loss"] == runs[2]["final_val_loss"] != runs[1]["final_val_loss"]
+    assert training_seed(4, 1) != training_seed(1, 4)
 
 
 @pytest.mark.parametrize(

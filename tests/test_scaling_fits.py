@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cortexscale.scaling.bootstrap import cube, draw_means
 from cortexscale.scaling.fits import (
     bootstrap_fit,
     fit_loglinear,
@@ -9,8 +10,9 @@ from cortexscale.scaling.fits import (
     loglinear,
     saturating,
 )
-from cortexscale.scaling.frontier import fit_allocation, optimal_allocation, pareto_front
-from cortexscale.scaling.stats import compare_factors
+from cortexscale.scaling.frontier import pareto_front
+from cortexscale.scaling.stats import NO_EFFECT, compare_factors
+from cortexscale.scaling.summary import summary_markdown
 
 SIZES = np.array([1e4, 1e5, 1e6, 6e6])
 
@@ -21,7 +23,8 @@ def test_loglinear_recovers_slope_and_intercept(rng):
     fit = fit_loglinear(x, y)
     assert fit.params["a"] == pytest.approx(0.05, abs=0.01)
     assert fit.params["b"] == pytest.approx(0.03, abs=0.002)
-    assert fit.gain_per_decade == fit.params["b"] and fit.r2 > 0.99
+    assert fit.gain_per_decade == pytest.approx(fit.params["b"]) and fit.r2 > 0.99
+    assert fit.change_over_range == pytest.approx(fit.params["b"] * 4)  # 1e3..1e7: 4 decades
 
 
 def test_saturating_recovers_parameters(rng):
@@ -31,13 +34,30 @@ def test_saturating_recovers_parameters(rng):
     assert fit.params["r_inf"] == pytest.approx(0.45, abs=0.02)
     assert fit.params["alpha"] == pytest.approx(0.3, abs=0.05)
     assert fit.params["c"] == pytest.approx(3.0, rel=0.5)
-    true_gain = saturating(1e8, 0.45, 3.0, 0.3) - saturating(1e7, 0.45, 3.0, 0.3)
-    assert fit.gain_per_decade == pytest.approx(true_gain, abs=0.005)
+    true_change = saturating(1e7, 0.45, 3.0, 0.3) - saturating(1e3, 0.45, 3.0, 0.3)
+    assert fit.change_over_range == pytest.approx(true_change, abs=0.005)
+    assert fit.at_bound == "" and fit.status == "ok"
 
 
-def test_too_few_sizes_give_nan():
-    assert np.isnan(fit_loglinear(np.array([10.0, 10.0]), np.array([0.1, 0.2])).params["b"])
-    assert np.isnan(fit_saturating(SIZES[:2], np.array([0.1, 0.2])).params["alpha"])
+def test_no_law_on_fewer_than_three_x_values():
+    for law in (fit_loglinear, fit_saturating):
+        fit = law(np.array([1e3, 1e3, 1e4, 1e4]), np.array([0.1, 0.12, 0.2, 0.21]))
+        assert all(np.isnan(v) for v in fit.params.values())
+        assert fit.status.startswith("too few x values (2 distinct")
+    row = bootstrap_fit(np.array([1e3, 1e4]), np.zeros((2, 5)), "loglinear", n_boot=10)
+    assert row["status"].startswith("too few x values") and np.isnan(row["b_lo"])
+
+
+def test_saturating_asymptote_never_exceeds_one(rng):
+    # a steep, unsaturated rise: the unconstrained asymptote would run far above 1
+    x = np.array([1e4, 3e4, 1e5, 3e5])
+    y = np.array([0.05, 0.2, 0.4, 0.62]) + rng.normal(0, 0.005, 4)
+    fit = fit_saturating(x, y)
+    assert fit.params["r_inf"] <= 1.0 and "r_inf" in fit.at_bound
+    scores = y[:, None] + rng.normal(0, 0.05, (4, 60))
+    row = bootstrap_fit(x, scores, "saturating", n_boot=200)
+    assert row["r_inf"] <= 1 and row["r_inf_hi"] <= 1.0 + 1e-12
+    assert "r_inf" in row["at_bound"]
 
 
 def test_bad_input_is_rejected():
@@ -55,11 +75,34 @@ def test_bootstrap_interval_covers_the_truth(rng, law):
     truth = loglinear(SIZES, 0.1, 0.02) if law == "loglinear" else saturating(SIZES, 0.4, 1.5, 0.25)
     scores = truth[:, None] + rng.normal(0, 0.05, (SIZES.size, 300))
     row = bootstrap_fit(SIZES, scores, law, n_boot=400, seed=1)
-    true_gain = (0.02 if law == "loglinear"
-                 else saturating(6e7, 0.4, 1.5, 0.25) - saturating(6e6, 0.4, 1.5, 0.25))
-    assert row["gain_per_decade_lo"] <= true_gain <= row["gain_per_decade_hi"]
+    true_change = (0.02 * np.log10(600) if law == "loglinear"
+                   else saturating(6e6, 0.4, 1.5, 0.25) - saturating(1e4, 0.4, 1.5, 0.25))
+    assert row["change_over_range_lo"] <= true_change <= row["change_over_range_hi"]
     assert row["gain_per_decade_lo"] < row["gain_per_decade"] < row["gain_per_decade_hi"]
-    assert row["n_units"] == 300 and row["n_points"] == 4
+    assert row["n_units"] == 300 and row["n_points"] == 4 and row["n_seeds"] == 1
+    assert row["fold_range"] == pytest.approx(600) and row["ci_unit"].startswith("parcels only")
+
+
+def test_bootstrap_over_seeds_widens_the_interval(rng):
+    # seed-to-seed variation of the slope that no number of parcels can average away
+    x = np.geomspace(1e3, 1e5, 4)
+    seeds = np.stack([loglinear(x, 0.1, 0.02 + d) for d in (-0.01, 0.0, 0.01, 0.005)], 1)
+    scores = seeds[:, :, None] + rng.normal(0, 0.01, (4, 4, 200))
+    one = bootstrap_fit(x, scores[:, 0], "loglinear", n_boot=300)
+    many = bootstrap_fit(x, scores, "loglinear", n_boot=300)
+    assert many["ci_unit"] == "seeds and parcels" and many["n_seeds"] == 4
+    assert (many["b_hi"] - many["b_lo"]) > 3 * (one["b_hi"] - one["b_lo"])
+
+
+def test_cube_and_draws_keep_seeds_and_units_apart():
+    df = pd.DataFrame({"m": [1, 1, 1, 1, 2, 2, 2, 2], "seed": [0, 0, 1, 1] * 2,
+                       "subject": "s", "roi": "r", "parcel": [0, 1] * 4,
+                       "r": [0.1, 0.3, 0.5, 0.7, 1.0, 1.0, 2.0, 2.0]})
+    conds, scores = cube(df, ["m"])
+    assert scores.shape == (2, 2, 2) and conds["m"].tolist() == [1, 2]
+    draws = draw_means(scores, 500, seed=1)
+    assert draws.shape == (500, 2)
+    assert set(np.round(draws[:, 1], 6)) <= {1.0, 1.5, 2.0}
 
 
 def test_pareto_front_on_a_hand_made_set():
@@ -68,51 +111,98 @@ def test_pareto_front_on_a_hand_made_set():
     assert pareto_front(cost, score).tolist() == [True, False, True, False, True, True]
 
 
-def test_allocation_recovers_a_known_law():
-    n, d = np.meshgrid(np.geomspace(1e5, 1e8, 5), np.geomspace(1e7, 1e10, 5))
-    n, d = n.ravel(), d.ravel()
-    y = 0.5 - 20 * n**-0.3 - 40 * d**-0.25
-    fit = fit_allocation(n, d, y)
-    assert fit["status"] == "ok"
-    assert fit["a"] == pytest.approx(0.3, abs=0.02) and fit["b"] == pytest.approx(0.25, abs=0.02)
-    nd = optimal_allocation(fit, np.array([1e18, 1e20]))
-    assert np.allclose(6 * nd[:, 0] * nd[:, 1], [1e18, 1e20])
-    # more compute: both grow, and the split follows the fitted exponents
-    assert (nd[1] > nd[0]).all()
-    assert np.log(nd[1, 0] / nd[0, 0]) / np.log(100) == pytest.approx(0.25 / 0.55, abs=0.02)
-
-
-def test_allocation_is_refused_when_tokens_do_not_vary():
-    fit = fit_allocation(np.array([1e5, 1e6, 1e7]), np.full(3, 1e8), np.array([0.1, 0.2, 0.3]))
-    assert fit["status"].startswith("not identifiable") and np.isnan(fit["a"])
-
-
-def _parcels(rng, effect):
-    """Per-parcel scores: a parcel's own level (shared by every grid point) plus noise,
-    plus ``effect`` for hidden 64."""
-    level = {s: rng.normal(0.2, 0.1, 50) for s in ("sub-01", "sub-02")}
+def _parcels(rng, effect, n_seeds=3, n_parcels=128, seed_sd=0.01):
+    """Per-parcel scores of 2 data sizes x 2 hidden sizes x 2 precisions x seeds: a parcel's
+    own level, a run's own offset (seed), parcel noise, plus ``effect`` for hidden 64;
+    fp32 and bf16 of one run differ by a little noise only."""
+    level = rng.normal(0.2, 0.1, n_parcels)
     rows = []
-    for hidden in (32, 64):
-        for precision in ("fp32", "bf16"):
-            for subject in ("sub-01", "sub-02"):
-                r = level[subject] + (effect if hidden == 64 else 0) + rng.normal(0, 0.01, 50)
-                rows.append(pd.DataFrame({
-                    "data_size": 1000, "hidden": hidden, "layers": 2, "heads": 2,
-                    "precision": precision, "subject": subject, "roi": "early",
-                    "parcel": np.arange(50), "r": r,
-                }))
+    for size in (1000, 4000):
+        for hidden in (32, 64):
+            for s in range(n_seeds):
+                run = level + (effect if hidden == 64 else 0) + rng.normal(0, seed_sd)
+                for precision in ("fp32", "bf16"):
+                    rows.append(pd.DataFrame({
+                        "data_size": size, "hidden": hidden, "layers": 2, "heads": 2,
+                        "precision": precision, "seed": s, "subject": "sub-01",
+                        "roi": "early", "parcel": np.arange(n_parcels),
+                        "r": run + rng.normal(0, 0.0005, n_parcels),
+                    }))
     return pd.concat(rows, ignore_index=True)
 
 
-def test_compare_factors_finds_a_planted_effect(rng):
+def test_factor_tests_count_run_pairs_not_parcels(rng):
     table = compare_factors(_parcels(rng, 0.05))
-    row = table[table["factor"] == "hidden"].iloc[0]
+    hidden = table[table["factor"] == "hidden"]
+    assert set(hidden["at_precision"]) == {"fp32", "bf16"}  # never pooled over precision
+    row = hidden.iloc[0]
     assert (row["value_a"], row["value_b"]) == ("32", "64")
-    assert row["q"] < 1e-6 and row["n_contexts"] == 2
+    assert row["n_pairs"] == 6 and row["n_seeds"] == 3 and row["n_contexts"] == 2
+    assert row["n_parcels"] == 128 and row["q"] < 0.01 and row["verdict"] == "64 higher"
+    assert row["diff_lo"] < 0.05 < row["diff_hi"]
     prec = table[table["factor"] == "precision"].iloc[0]
-    assert prec["q"] > 0.01  # precision changes nothing but the noise
+    assert prec["at_precision"] == "any" and prec["n_pairs"] == 12  # 2 sizes x 2 models x 3
 
 
-def test_compare_factors_without_effect_is_not_significant(rng):
+def test_precision_duplicates_are_no_detectable_effect(rng):
     table = compare_factors(_parcels(rng, 0.0))
-    assert (table["q"] > 0.01).all()
+    # a seed-level spread of 0.01 with no effect: nothing is detected, whatever the
+    # 128 parcels per run would suggest if counted as independent
+    assert (table["verdict"] == NO_EFFECT).all()
+    hidden = table[table["factor"] == "hidden"].iloc[0]
+    assert hidden["diff_lo"] < 0 < hidden["diff_hi"] and hidden["n_pairs"] == 6
+
+
+def test_single_run_pair_gives_a_parcel_interval_without_a_test(rng):
+    parcels = _parcels(rng, 0.05, n_seeds=1)
+    parcels = parcels[parcels["data_size"] == 1000]
+    row = compare_factors(parcels, factors=["hidden"]).iloc[0]
+    assert row["n_pairs"] == 1 and np.isnan(row["p"]) and np.isnan(row["q"])
+    assert row["ci_unit"].startswith("parcels only (1 seed)")
+    assert row["verdict"].startswith("no replicate runs")
+
+
+def _fit_row(**kw):
+    row = {"axis": "n_params", "target": "score", "family": "videogpt", "data_size": 2048,
+           "precision": "fp32", "budget": 0.0, "subject": "all", "roi": "all",
+           "law": "loglinear", "status": "ok", "x_min": 1e5, "x_max": 3.4e5,
+           "fold_range": 3.4, "n_x": 3, "r2": 0.9, "ci_unit": "seeds and parcels",
+           "change_over_range": 0.01, "change_over_range_lo": -0.02,
+           "change_over_range_hi": 0.04, "gain_per_decade": 0.0188, "at_bound": ""}
+    row.update(kw)
+    return row
+
+
+def _table():
+    return pd.DataFrame({"grid": ["g1", "g2"], "family": "videogpt", "data_size": 2048,
+                         "hidden": [32, 64], "layers": 2, "heads": 2, "precision": "fp32",
+                         "seed": 0, "budget": 0.0, "tokens": 0, "subject": "sub-01",
+                         "roi": "early", "mean_r": [0.1, 0.12], "mean_normalised": [5.0, 6.0],
+                         "ceiling_r": 0.5})
+
+
+def _frontier():
+    return pd.DataFrame({"family": ["videogpt"], "roi": ["all"], "on_front": [True]})
+
+
+def test_summary_states_range_interval_and_no_detectable_effect():
+    fits = pd.DataFrame([
+        _fit_row(),
+        _fit_row(target="val_loss", change_over_range=-0.2, change_over_range_lo=-0.3,
+                 change_over_range_hi=-0.1, ci_unit="seeds"),
+        _fit_row(axis="data_size", status="too few x values (2 distinct; a law needs 3)"),
+    ])
+    text = summary_markdown(_table(), fits, _frontier(), pd.DataFrame(
+        columns=["family", "target", "method", "status"]), pd.DataFrame(), "demo")
+    assert "over 3.4x of parameters (1e+05 to 3.4e+05, 3 values)" in text
+    assert "95% CI -0.020 to +0.040" in text and "no detectable effect" in text
+    assert "tenfold" not in text and "per decade within that range only" in text
+    assert "no law fitted: too few x values (2 distinct" in text
+    assert "single seed" in text
+    # a score trend opposite to the loss trend is stated
+    fits.loc[0, ["change_over_range", "change_over_range_lo", "change_over_range_hi"]] = (
+        -0.03, -0.05, -0.01)
+    text = summary_markdown(_table(), fits, _frontier(), pd.DataFrame(
+        columns=["family", "target", "method", "status"]), pd.DataFrame(), "demo")
+    assert "Opposite trends" in text and "validation loss gets better" in text
+    assert "brain score gets worse" in text and "a detectable change" in text

@@ -101,10 +101,18 @@ def _repo_profiles() -> Path:
 
 
 def cmd_corpus(args: argparse.Namespace) -> None:
-    s = _settings(args, ["corpus", "grid", "seed"])
+    from_grid = args.data_sizes is None
+    s = _settings(args, ["corpus", "pretrain", "seed"] + (["grid"] if from_grid else []))
+    from cortexscale.config import section
     from cortexscale.data.corpus import build_corpus
 
-    build_corpus(args.out, s["corpus"], s["grid"]["data_sizes"], s.get("seed", 0))
+    if from_grid:  # an isoflop grid trains on the whole pool: no data-size subsets
+        grid = s["grid"]
+        sizes = [] if grid.get("mode") == "isoflop" else grid["data_sizes"]
+    else:
+        sizes = args.data_sizes
+    eval_clips = section("pretrain", s.get("pretrain"))["eval_clips"]
+    build_corpus(args.out, s["corpus"], sizes, s.get("seed", 0), eval_clips=eval_clips)
 
 
 def cmd_fmri(args: argparse.Namespace) -> None:
@@ -184,7 +192,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     pretrain(
         args.tokens, args.frames, parse_name(args.grid), s["corpus"]["subset_order"],
         s["pretrain"], args.out_dir, seed=s.get("seed", 0), threads=args.threads,
-        device=args.device,
+        device=args.device, single_epoch=args.single_epoch,
     )
 
 
@@ -380,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("corpus", cmd_corpus, "build the pretraining corpus (frames.h5)")
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--data-sizes", type=int, nargs="*", default=None,
+                   help="subset sizes in source frames (default: the grid's data_sizes; none "
+                        "for an isoflop grid); the validation set is pretrain.eval_clips clips")
 
     p = add("fmri", cmd_fmri, "generate the synthetic fMRI dataset")
     p.add_argument("--out-dir", required=True, type=Path)
@@ -401,7 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("pretrain", cmd_pretrain, "pretrain the GPT of one grid point",
             threads=True, device=True)
-    p.add_argument("--grid", required=True, help="grid-point name, e.g. d8192_h64_l2_a2_bf16")
+    p.add_argument("--grid", required=True,
+                   help="grid-point name, e.g. d2048_h64_l2_a2_bf16_s0 or c1e12_h64_l2_a2_fp32_s1")
+    p.add_argument("--single-epoch", action="store_true",
+                   help="grid.single_epoch: refuse a run that would repeat training clips")
     p.add_argument("--tokens", required=True, type=Path)
     p.add_argument("--frames", required=True, type=Path)
     p.add_argument("--out-dir", required=True, type=Path)

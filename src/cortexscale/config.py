@@ -17,7 +17,14 @@ from typing import Any
 import jsonschema
 import yaml
 
-from cortexscale.grid import expand, model_configs
+from cortexscale.grid import (
+    MIN_STEPS,
+    expand,
+    flops_per_token,
+    format_budget,
+    model_configs,
+    steps_for,
+)
 
 SCHEMA_PATH = Path(str(resources.files("cortexscale") / "resources" / "config.schema.yaml"))
 
@@ -169,6 +176,7 @@ def validate_schema(cfg: dict[str, Any], source: str = "config") -> dict[str, An
 
 def _check_grid(cfg: dict[str, Any], problems: list[str]) -> None:
     grid = cfg["grid"]
+    isoflop = grid.get("mode") == "isoflop"
     for hidden, _layers, heads in model_configs(grid):
         if hidden < heads:
             problems.append(
@@ -177,23 +185,34 @@ def _check_grid(cfg: dict[str, Any], problems: list[str]) -> None:
             )
     corpus = cfg["corpus"]
     frames_per_clip = corpus["clip_len"] * corpus["time_stride"]
-    for size in grid["data_sizes"]:
+    sizes = [] if isoflop else grid["data_sizes"]
+    for size in sizes:
         if size < frames_per_clip:
             problems.append(
                 f"grid.data_sizes: {size} frames is less than one clip "
                 f"(corpus.clip_len x corpus.time_stride = {frames_per_clip} frames)"
             )
+    eval_clips = cfg["pretrain"]["eval_clips"]
+    pool = None  # training clips of the synthetic corpus (the rest is the validation set)
     if corpus["source"] == "synthetic":
         clips_per_source = corpus["frames_per_source"] // frames_per_clip
         available = corpus["n_sources"] * clips_per_source
-        eval_clips = cfg["pretrain"]["eval_clips"]
-        for size in grid["data_sizes"]:
+        pool = available - eval_clips
+        for size in sizes:
             needed = size // frames_per_clip
             if needed > available:
                 problems.append(
                     f"grid.data_sizes: {size} frames needs {needed} clips but the synthetic "
                     f"corpus (corpus.n_sources x corpus.frames_per_source = "
                     f"{corpus['n_sources']} x {corpus['frames_per_source']}) holds {available}"
+                )
+            elif needed > pool:
+                problems.append(
+                    f"grid.data_sizes: {size} frames needs {needed} clips but the training "
+                    f"pool holds {max(pool, 0)}: the synthetic corpus's {available} clips less "
+                    f"the pretrain.eval_clips = {eval_clips} validation clips reserved before "
+                    f"the subsets are drawn; allowed: at most {max(pool, 0) * frames_per_clip} "
+                    "frames (or a larger corpus)"
                 )
         if available < eval_clips + 1:
             problems.append(
@@ -203,6 +222,7 @@ def _check_grid(cfg: dict[str, Any], problems: list[str]) -> None:
     else:
         if "path" not in corpus:
             problems.append(f"corpus.path is required when corpus.source is {corpus['source']!r}")
+    _check_lengths(cfg, pool, problems)
     n_layers_min = min(layers for _, layers, _ in model_configs(grid))
     for k in cfg["features"]["layers"]:
         if not -n_layers_min <= k < n_layers_min:
@@ -210,6 +230,79 @@ def _check_grid(cfg: dict[str, Any], problems: list[str]) -> None:
                 f"features.layers: block {k} does not exist in every model; the smallest "
                 f"grid model has {n_layers_min} blocks (allowed {-n_layers_min}..{n_layers_min - 1})"
             )
+
+
+def _check_lengths(cfg: dict[str, Any], pool: int | None, problems: list[str]) -> None:
+    """Budgets and token counts: representable in names, enough steps, single epoch.
+
+    ``pool`` is the training pool in clips (synthetic corpus; ``None`` when only the corpus
+    stage can count it: the pretrain stage then checks ``single_epoch``).
+    """
+    grid, pre, corpus, tok = cfg["grid"], cfg["pretrain"], cfg["corpus"], cfg["tokenizer"]
+    isoflop = grid.get("mode") == "isoflop"
+    if isoflop:
+        for b in grid["budgets"]:
+            value = float(b)
+            if value < 1:
+                problems.append(f"grid.budgets: expected FLOPs >= 1; given {b!r}")
+            elif not math.isclose(float(format_budget(value)), value, rel_tol=1e-12):
+                problems.append(
+                    f"grid.budgets: {value:.6g} has more than 3 significant digits; grid-point names "
+                    f"carry 3, so write {format_budget(value)} (or another 3-digit value)"
+                )
+    shape = [n // max(1, d) for n, d in zip(
+        (corpus["clip_len"], corpus["height"], corpus["width"]), tok["downsample"], strict=True)]
+    n_tok = shape[0] * shape[1] * shape[2]
+    if n_tok < 1:
+        return  # _check_tokenizer names the factor that does not divide
+    context = n_tok * (2 if pre["conditioned"] else 1)
+    batch, warmup = pre["batch_size"], pre["warmup_steps"]
+    least = max(warmup + 1, MIN_STEPS)
+    frames_per_clip = corpus["clip_len"] * corpus["time_stride"]
+    seen: set[tuple[Any, ...]] = set()
+    for point in expand(grid):
+        if point.budget and point.budget < 1:
+            continue
+        key = (point.budget, point.tokens, point.data_size,
+               point.model_key if point.budget else None)
+        if key in seen or not (point.budget or point.tokens or grid["single_epoch"]):
+            continue
+        seen.add(key)
+        fpt = flops_per_token(point.hidden, point.layers, point.heads, tok["codebook_size"],
+                              context)
+        steps = steps_for(point, fpt, context, n_tok, batch, pre["steps"])
+        model = (f"model h{point.hidden}_l{point.layers}_a{point.heads}" if point.budget
+                 else "every model")
+        if point.budget:
+            what = (f"budget {format_budget(point.budget)} gives {model} {steps} steps "
+                    f"({format_budget(point.budget)} FLOPs / (pretrain.batch_size {batch} "
+                    f"clips x {context} positions x {fpt:,} FLOPs per position), rounded)")
+            where = "grid.budgets"
+        else:
+            what = (f"{point.tokens} tokens give {model} {steps} steps ({point.tokens} / "
+                    f"(pretrain.batch_size {batch} clips x {n_tok} tokens), rounded)")
+            where = "grid.tokens"
+        if (point.budget or point.tokens) and steps < least:
+            problems.append(
+                f"{where}: {what}; allowed: at least {least} (more than pretrain.warmup_steps "
+                f"= {warmup}, and at least {MIN_STEPS}); raise it, or lower pretrain.batch_size "
+                "or pretrain.warmup_steps"
+            )
+        if grid["single_epoch"] and pool is not None:
+            have = pool if point.budget else min(pool, point.data_size // frames_per_clip)
+            clips = steps * batch
+            if clips > have:
+                data = ("the training pool" if point.budget
+                        else f"data size {point.data_size} frames")
+                asked = (f"budget {format_budget(point.budget)}" if point.budget
+                         else f"{point.tokens} tokens" if point.tokens
+                         else f"pretrain.steps = {steps}")
+                problems.append(
+                    f"grid.single_epoch: {asked} trains {model} on {clips} clips "
+                    f"({steps} steps x {batch}; {clips * n_tok:,} tokens) but {data} holds "
+                    f"{have} clips ({have * n_tok:,} tokens); allowed: at most {have} clips in "
+                    "one epoch; lower it, enlarge the corpus, or set grid.single_epoch: false"
+                )
 
 
 def _check_tokenizer(cfg: dict[str, Any], problems: list[str]) -> None:

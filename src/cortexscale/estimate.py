@@ -2,7 +2,9 @@
 
 FLOPs per grid point = steps x batch_size x context x flops_per_token (models/gpt.py:
 ``6 N + 12 L H Q T`` per processed token position; ``context`` = t*h*w tokens of a clip, twice
-that when conditioned). GPU hours = FLOPs / (MFU x the device's dense peak for the grid
+that when conditioned), the steps those of :func:`cortexscale.grid.steps_for` (``pretrain.steps``,
+or what an isoflop budget or a ``grid.tokens`` count buys): the count ``summary.json`` reports
+as ``train_flops``. GPU hours = FLOPs / (MFU x the device's dense peak for the grid
 point's precision, fp32 counted as TF32) / 3600. Only pretraining is counted: the tokenizer
 is trained once, and features and ridge are small next to it at paper scale.
 """
@@ -22,7 +24,7 @@ def estimate(cfg: dict[str, Any], device: str = "H100 SXM", mfu: float = 0.35,
     """
     import torch
 
-    from cortexscale.grid import expand
+    from cortexscale.grid import expand, steps_for
     from cortexscale.models.gpt import GPT, GPTConfig, count_params, flops_per_token
     from cortexscale.train.metrics import PEAK_TFLOPS
 
@@ -44,8 +46,10 @@ def estimate(cfg: dict[str, Any], device: str = "H100 SXM", mfu: float = 0.35,
                 n = count_params(GPT(mcfg))
             per_model[p.model_key] = (n, mcfg.context, flops_per_token(mcfg))
         n, context, fpt = per_model[p.model_key]
-        tokens = pre["steps"] * pre["batch_size"] * context
-        flops = tokens * fpt
+        n_tok = context // (2 if pre["conditioned"] else 1)
+        steps = steps_for(p, fpt, context, n_tok, pre["batch_size"], pre["steps"])
+        tokens = steps * pre["batch_size"] * n_tok  # predicted tokens, as tokens_seen
+        flops = steps * pre["batch_size"] * context * fpt
         gpus = max(1, res.get("gpu", 0))
         if gpus_per_model:
             for r in rules:
@@ -53,6 +57,7 @@ def estimate(cfg: dict[str, Any], device: str = "H100 SXM", mfu: float = 0.35,
                     gpus = r["gpus"]
         precision = "tf32" if p.precision == "fp32" else p.precision
         gpu_hours = flops / (mfu * PEAK_TFLOPS[device][precision] * 1e12) / 3600
-        rows.append({"grid": p.name, "n_params": n, "tokens": tokens, "flops": float(flops),
+        rows.append({"grid": p.name, "n_params": n, "steps": steps, "tokens": tokens,
+                     "flops": float(flops),
                      "gpus": gpus, "gpu_hours": gpu_hours, "wall_hours": gpu_hours / gpus})
     return rows

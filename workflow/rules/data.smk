@@ -1,6 +1,12 @@
 # Stage 1: the pretraining corpus and the fMRI dataset.
 
 
+def corpus_sizes():
+    """The grid's data sizes, the corpus job's subsets (none: an isoflop grid uses the pool)."""
+    grid = config["grid"]
+    return [] if grid.get("mode") == "isoflop" else list(grid["data_sizes"])
+
+
 rule corpus:
     output:
         CORPUS,
@@ -13,9 +19,22 @@ rule corpus:
         mem_mb=mem_mb(),
         runtime=runtime(),
     params:
-        cfg=sections("corpus", "grid", "seed"),
+        # only what the corpus depends on (not all of grid and pretrain: a new seed, budget
+        # or learning rate must not rebuild the corpus and everything after it)
+        cfg=shlex.quote(
+            json.dumps(
+                {
+                    "corpus": config["corpus"],
+                    "seed": config.get("seed", 0),
+                    "pretrain": {"eval_clips": config["pretrain"]["eval_clips"]},
+                },
+                sort_keys=True,
+            )
+        ),
+        sizes=" ".join(str(int(s)) for s in corpus_sizes()),
     shell:
-        "cortexscale corpus --sections {params.cfg} --out {output} 2> {log}"
+        "cortexscale corpus --sections {params.cfg} --data-sizes {params.sizes} --out {output}"
+        " 2> {log}"
 
 
 # Real datasets in another layout are converted once into the internal layout under

@@ -27,6 +27,7 @@ rule pretrain:
         out_dir=parent("model"),
         device=DEVICE,
         launcher=pretrain_launcher,
+        single_epoch="--single-epoch" if config["grid"].get("single_epoch") else "",
         # threads of each training process (the job's threads are per GPU x GPUs)
         proc_threads=lambda wildcards, threads, resources: max(1, threads // max(1, resources.gpu)),
     shell:
@@ -34,4 +35,5 @@ rule pretrain:
         # process of the Slurm job cannot kill the shell (and fail the job) first
         "exec {params.launcher} pretrain --sections {params.cfg} --grid {wildcards.grid}"
         " --tokens {input.tokens} --frames {input.frames} --out-dir {params.out_dir}"
-        " --threads {params.proc_threads} --device {params.device} 2> {log}"
+        " --threads {params.proc_threads} --device {params.device} {params.single_epoch}"
+        " 2> {log}"

@@ -1,11 +1,17 @@
 """The pretraining corpus: clips cut from sources, with nested data-size subsets.
 
 ``frames.h5`` (see ``docs/formats.md``) holds non-overlapping clips of ``clip_len``
-frames taken every ``time_stride``-th source frame, the source of each clip, and for
-every data size (counted in source frames) the indices of the clips of that subset in
-two orders: ``corpus`` (the order of the sources and of time within each) and
-``stratified`` (round robin over the sources, so that small subsets already see every
-source). Subsets of one order are nested prefixes of a single ordering.
+frames taken every ``time_stride``-th source frame, the source of each clip, one held-out
+validation set, and for every data size (counted in source frames) the indices of the clips
+of that subset in two orders: ``corpus`` (the order of the sources and of time within each)
+and ``stratified`` (round robin over the sources, so that small subsets already see every
+source).
+
+The validation set (``eval_clips`` clips, :func:`validation_clips`) is reserved first, drawn
+evenly from every source, so that it is the same for every data size and not confounded
+with one source; the rest is the *training pool*. Subsets of one order are nested prefixes
+of the pool in that order (``pool/{order}``), so the largest data size trains on all of
+its clips and no subset ever holds a validation clip.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ __all__ = [
     "cut_clips",
     "n_clips_for",
     "read_subset",
+    "read_validation",
     "subset_order",
+    "validation_clips",
     "write_corpus",
 ]
 
@@ -97,6 +105,54 @@ def subset_order(source_ids: np.ndarray, order: str, seed: int = 0) -> np.ndarra
     return np.lexsort((source_ids, rank)).astype(np.int64)
 
 
+def validation_clips(source_ids: np.ndarray, n: int) -> np.ndarray:
+    """The held-out validation clips: ``n`` clips drawn evenly from every source.
+
+    Each source gives the same number of clips (``n // n_sources``; the first
+    ``n % n_sources`` sources, in source-id order, one more), a source that has too few
+    giving all it has and the others making up the difference; within a source the picks are
+    evenly spaced in time (the centres of equal segments), so neither the start nor the end
+    of an episode dominates. Deterministic: no seed.
+
+    Parameters
+    ----------
+    source_ids : ndarray of int, shape (n_clips,)
+        Source of each clip; clips of a source appear in time order.
+    n : int
+        Validation clips (``pretrain.eval_clips``), ``0 <= n < n_clips``: at least one clip
+        must remain for training.
+
+    Returns
+    -------
+    index : ndarray of int64, shape (n,)
+        Sorted clip indices.
+    """
+    source_ids = np.asarray(source_ids)
+    if source_ids.ndim != 1:
+        raise ValueError(f"source_ids must be 1-D, got shape {source_ids.shape}")
+    if not 0 <= int(n) < len(source_ids):
+        raise ValueError(
+            f"validation clips (pretrain.eval_clips): expected 0 <= n < {len(source_ids)} "
+            f"(the corpus's clips, leaving at least one for training), found {n}"
+        )
+    ids, counts = np.unique(source_ids, return_counts=True)
+    quota = np.zeros(len(ids), dtype=np.int64)
+    remaining = int(n)
+    while remaining > 0:  # equal shares, capped at each source's clips
+        open_ = np.flatnonzero(counts - quota > 0)
+        add = np.full(open_.size, remaining // open_.size, dtype=np.int64)
+        add[: remaining % open_.size] += 1
+        add = np.minimum(add, (counts - quota)[open_])
+        quota[open_] += add
+        remaining -= int(add.sum())
+    picks = []
+    for sid, m, q in zip(ids, counts, quota, strict=True):
+        if q:
+            members = np.flatnonzero(source_ids == sid)  # time order
+            picks.append(members[((np.arange(q) + 0.5) * m / q).astype(np.int64)])
+    return np.sort(np.concatenate(picks)).astype(np.int64) if picks else np.zeros(0, np.int64)
+
+
 def cut_clips(frames: np.ndarray, clip_len: int, time_stride: int) -> tuple[np.ndarray, np.ndarray]:
     """Cut non-overlapping clips from one source.
 
@@ -135,16 +191,29 @@ def _check_source(name: str, frames: np.ndarray, shape: tuple[int, ...] | None) 
 
 
 def _check_sizes(data_sizes: Sequence[int], n_clips: int, clip_len: int, time_stride: int,
-                 where: str) -> list[int]:
+                 where: str, eval_clips: int = 0) -> list[int]:
     sizes = sorted({int(s) for s in data_sizes})
-    if not sizes or sizes[0] < 1:
+    if any(s < 1 for s in sizes):
         raise ValueError(f"data_sizes must be positive integers, got {list(data_sizes)}")
+    if not 0 <= eval_clips < n_clips:
+        raise ValueError(
+            f"{where}: pretrain.eval_clips = {eval_clips} validation clips leave no training "
+            f"clip in a corpus of {n_clips} clips; expected fewer than {n_clips}"
+        )
+    pool = n_clips - eval_clips
     for size in sizes:
         need = n_clips_for(size, clip_len, time_stride)
         if need > n_clips:
             raise ValueError(
                 f"{where}: data size {size} needs {need} clips of {clip_len} x stride "
                 f"{time_stride} frames but the corpus has only {n_clips} clips"
+            )
+        if need > pool:
+            raise ValueError(
+                f"{where}: data size {size} needs {need} clips of {clip_len} x stride "
+                f"{time_stride} frames but the training pool holds {pool}: the corpus's "
+                f"{n_clips} clips less the {eval_clips} validation clips "
+                "(pretrain.eval_clips) reserved before the subsets are drawn"
             )
         if need == 0:
             raise ValueError(
@@ -164,6 +233,7 @@ def write_corpus(
     seed: int = 0,
     cfg: Any = None,
     compression_level: int = 4,
+    eval_clips: int = 0,
 ) -> None:
     """Cut clips from every source and write ``frames.h5``, atomically.
 
@@ -179,41 +249,53 @@ def write_corpus(
     fps : float
         Source frame rate (stored as an attribute).
     data_sizes : sequence of int
-        Subset sizes in source frames; each needs ``n_clips_for(size, ...)`` clips.
+        Subset sizes in source frames; each needs ``n_clips_for(size, ...)`` clips of the
+        training pool (the corpus less the validation set). May be empty (isoflop studies
+        train on the whole pool, ``pool/{order}``).
     seed : int, optional
         Recorded in the provenance and passed to :func:`subset_order`.
     cfg : JSON-serialisable, optional
         Config recorded (hashed) in the provenance.
     compression_level : int, optional
         gzip level of ``clips``.
+    eval_clips : int, optional
+        Validation clips (``pretrain.eval_clips``) reserved before the subsets are drawn
+        (:func:`validation_clips`), stored as ``validation``.
 
     Raises
     ------
     ValueError
-        If a data size needs more clips than the corpus holds (the message names both).
+        If a data size needs more clips than the training pool holds (the message names the
+        size, the pool and the validation clips).
     """
     out_path = Path(out_path)
     clip_len, time_stride = int(clip_len), int(time_stride)
     n_clips_for(1, clip_len, time_stride)  # validates clip_len and time_stride
     if isinstance(clips_by_source, Sequence):  # fail before any work when we can
         total = sum(len(f) // (clip_len * time_stride) for _, f in clips_by_source)
-        _check_sizes(data_sizes, total, clip_len, time_stride, str(out_path))
+        _check_sizes(data_sizes, total, clip_len, time_stride, str(out_path), eval_clips)
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
         names, sources, starts, shape = _write_clips(
             f, clips_by_source, clip_len, time_stride, compression_level
         )
-        sizes = _check_sizes(data_sizes, len(sources), clip_len, time_stride, str(out_path))
+        sizes = _check_sizes(data_sizes, len(sources), clip_len, time_stride, str(out_path),
+                             eval_clips)
+        val = validation_clips(np.asarray(sources), eval_clips)
+        f.create_dataset("validation", data=val)
         f.create_dataset("source", data=np.asarray(sources, dtype=np.int32))
         f.create_dataset("start_frame", data=np.asarray(starts, dtype=np.int64))
         f.create_dataset("sources", data=names, dtype=h5py.string_dtype("utf-8"))
         for order in ORDERS:
             index = subset_order(np.asarray(sources), order, seed)
+            index = index[~np.isin(index, val)]  # the training pool, in this order
+            f.create_dataset(f"pool/{order}", data=index)
             for size in sizes:
                 n = n_clips_for(size, clip_len, time_stride)
                 f.create_dataset(f"subsets/{order}/{size}", data=index[:n])
         f.attrs.update({
             "clip_len": clip_len, "height": shape[0], "width": shape[1], "fps": float(fps),
             "time_stride": time_stride, "data_sizes": np.asarray(sizes, dtype=np.int64),
+            "eval_clips": int(eval_clips),
             **provenance(cfg, seed=seed),
         })
 
@@ -258,7 +340,8 @@ def read_subset(path: str | os.PathLike, data_size: int, order: str) -> np.ndarr
     path : path-like
         A ``frames.h5`` written by :func:`write_corpus`.
     data_size : int
-        One of the file's ``data_sizes``.
+        One of the file's ``data_sizes``, or 0: the whole training pool (``pool/{order}``,
+        every clip but the validation set; isoflop points train on it).
     order : {"corpus", "stratified"}
 
     Returns
@@ -270,9 +353,12 @@ def read_subset(path: str | os.PathLike, data_size: int, order: str) -> np.ndarr
         raise ValueError(f"order must be one of {list(ORDERS)}, got {order!r}")
     if not path.is_file():
         raise FileNotFoundError(f"corpus file {path} does not exist (run `cortexscale corpus`)")
-    key = f"subsets/{order}/{int(data_size)}"
+    key = f"subsets/{order}/{int(data_size)}" if int(data_size) else f"pool/{order}"
     with open_h5(path, FRAMES_EXPECTED) as f:
         if key not in f:
+            if not int(data_size):
+                raise KeyError(f"{path} has no key {key!r} (the training pool): it was written "
+                               "by an older cortexscale; rebuild it with `cortexscale corpus`")
             have = sorted(int(k) for k in f.get(f"subsets/{order}", {}))
             raise KeyError(f"{path} has no key {key!r}; data sizes stored: {have}")
         index = f[key][()]
@@ -283,6 +369,36 @@ def read_subset(path: str | os.PathLike, data_size: int, order: str) -> np.ndarr
     if n_total is not None and index.size and (index.min() < 0 or index.max() >= n_total):
         raise ValueError(f"{path}[{key!r}] holds clip indices outside [0, {n_total})")
     return index.astype(np.int64, copy=False)
+
+
+def read_validation(path: str | os.PathLike) -> np.ndarray:
+    """The held-out validation clips of ``frames.h5`` (``validation``, sorted int64).
+
+    Raises
+    ------
+    KeyError
+        If the file has no ``validation`` dataset (written before the validation reserve).
+    ValueError
+        If it is not a sorted 1-D array of distinct clip indices of the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus file {path} does not exist (run `cortexscale corpus`)")
+    with open_h5(path, FRAMES_EXPECTED) as f:
+        if "validation" not in f:
+            raise KeyError(
+                f"{path} has no dataset 'validation' (the held-out clips shared by every data "
+                "size): it was written by an older cortexscale; rebuild it with "
+                "`cortexscale corpus`"
+            )
+        val = f["validation"][()]
+        n_total = f["clips"].shape[0] if "clips" in f else None
+    if val.ndim != 1 or not np.issubdtype(val.dtype, np.integer) or np.any(np.diff(val) <= 0):
+        raise ValueError(f"{path}['validation'] must be sorted, distinct 1-D integer clip "
+                         f"indices; found {val.dtype} {val.shape}")
+    if n_total is not None and val.size and (val.min() < 0 or val.max() >= n_total):
+        raise ValueError(f"{path}['validation'] holds clip indices outside [0, {n_total})")
+    return val.astype(np.int64, copy=False)
 
 
 def _synthetic_sources(n_sources: int, n_frames: int, height: int, width: int, seed: int):
@@ -296,7 +412,8 @@ def _synthetic_sources(n_sources: int, n_frames: int, height: int, width: int, s
 
 
 def build_corpus(
-    out_path: str | os.PathLike, corpus_cfg: dict[str, Any], data_sizes: Sequence[int], seed: int
+    out_path: str | os.PathLike, corpus_cfg: dict[str, Any], data_sizes: Sequence[int], seed: int,
+    eval_clips: int = 0,
 ) -> None:
     """Build ``frames.h5`` from the config's ``corpus`` section.
 
@@ -309,8 +426,10 @@ def build_corpus(
         ``height`` x ``width``), ``n_sources``, ``frames_per_source`` (synthetic),
         ``fps``, ``time_stride``, ``clip_len``, ``height``, ``width``.
     data_sizes : sequence of int
-        The grid's data sizes (source frames).
+        The grid's data sizes (source frames); empty for an isoflop grid.
     seed : int
+    eval_clips : int, optional
+        ``pretrain.eval_clips``: the validation clips reserved before the subsets.
     """
     prepare_outputs([out_path], "corpus")
     source = corpus_cfg.get("source", "synthetic")
@@ -331,7 +450,7 @@ def build_corpus(
             cs.list_videos(path)
             sources = cs.video_dir_sources(path, fps, height, width)
         write_corpus(out_path, sources, clip_len, stride, fps, data_sizes, seed=seed,
-                     cfg=corpus_cfg)
+                     cfg=corpus_cfg, eval_clips=eval_clips)
         return
     if source != "synthetic":
         raise ValueError(
@@ -341,8 +460,9 @@ def build_corpus(
     n_sources = int(corpus_cfg.get("n_sources", 8))
     n_frames = int(corpus_cfg.get("frames_per_source", 1024))
     total = n_sources * n_clips_for(n_frames, clip_len, stride)
-    _check_sizes(data_sizes, total, clip_len, stride, f"corpus config (writing {out_path})")
+    _check_sizes(data_sizes, total, clip_len, stride, f"corpus config (writing {out_path})",
+                 eval_clips)
     write_corpus(
         out_path, _synthetic_sources(n_sources, n_frames, height, width, seed), clip_len,
-        stride, fps, data_sizes, seed=seed, cfg=corpus_cfg,
+        stride, fps, data_sizes, seed=seed, cfg=corpus_cfg, eval_clips=eval_clips,
     )

@@ -18,10 +18,12 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 from cortexscale.io.atomic import atomic_path  # noqa: E402
 
 __all__ = [
-    "plot_factors", "plot_fits", "plot_frontier", "plot_loss_curves", "plot_params", "plot_precision",
-    "plot_pretrained", "plot_scaling",
+    "plot_allocation", "plot_factors", "plot_fits", "plot_frontier", "plot_isoflop",
+    "plot_loss_curves", "plot_params", "plot_precision", "plot_pretrained", "plot_scaling",
     "save_figure",
 ]
+
+CEILING_LABEL = "noise ceiling of r"
 
 _NEEDED = ("data_size", "hidden", "layers", "heads", "precision", "roi", "mean_r", "n_params")
 
@@ -49,8 +51,32 @@ def save_figure(fig: plt.Figure, out_png: str | os.PathLike) -> None:
         plt.close(fig)
 
 
+def _ceiling_by_roi(table: pd.DataFrame) -> dict[str, float]:
+    """ROI -> mean ceiling of r (``ceiling_r``, over subjects); only finite ones."""
+    if "ceiling_r" not in table.columns:
+        return {}
+    c = table.groupby("roi")["ceiling_r"].mean()
+    return {str(k): float(v) for k, v in c.items() if np.isfinite(v)}
+
+
+def _reference_lines(ax, roi: str, ceiling: dict[str, float],
+                     references: pd.DataFrame | None) -> None:
+    """The noise ceiling (solid grey) and the latents/random reference scores (dashed,
+    dotted) of one ROI as horizontal lines."""
+    if roi in ceiling:
+        ax.axhline(ceiling[roi], color="0.4", lw=1.2, label=CEILING_LABEL)
+    if references is None or references.empty:
+        return
+    for family, ls in (("latents", "--"), ("random", ":")):
+        part = references[(references["family"] == family) & (references["roi"] == roi)]
+        if len(part):
+            ax.axhline(part["mean_r"].mean(), color="0.2", lw=1, ls=ls,
+                       label=f"{family} (reference)")
+
+
 def _facets(
-    data: pd.DataFrame, x: str, hue: str, xlabel: str, hue_order: list | None = None
+    data: pd.DataFrame, x: str, hue: str, xlabel: str, hue_order: list | None = None,
+    references: pd.DataFrame | None = None,
 ) -> sns.FacetGrid:
     n_roi = data["roi"].nunique()
     g = sns.relplot(
@@ -64,33 +90,49 @@ def _facets(
         if x == "data_size":  # few values: label each one in plain numbers
             ax.set_xticks(sorted(data[x].unique()))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ceiling = _ceiling_by_roi(data)
+    for roi, ax in g.axes_dict.items():
+        _reference_lines(ax, str(roi), ceiling, references)
     g.set_axis_labels(xlabel, "mean test r (over parcels)")
     g.set_titles(col_template="{col_name}")
     return g
 
 
-def plot_scaling(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
-    """Mean r against pretraining data size (log x): one line per model configuration
-    (hidden/layers/heads) and precision, one panel per ROI; mean +- s.e. over subjects.
+def plot_scaling(table: pd.DataFrame, out_png: str | os.PathLike,
+                 references: pd.DataFrame | None = None) -> None:
+    """Mean r against pretraining data size (log x; for an IsoFLOP design, whose runs all
+    draw on the whole pool, against the training tokens seen): one line per model
+    configuration (hidden/layers/heads) and precision, one panel per ROI; mean +- s.e. over
+    subjects and seeds; the noise ceiling of r and the latents/random references as
+    horizontal lines.
 
     Writes ``out_png`` and the SVG beside it.
     """
     data = _check(table)
-    g = _facets(data, "data_size", "model", "pretraining data size (frames)")
+    if (data["data_size"] > 0).all():
+        g = _facets(data, "data_size", "model", "pretraining data size (frames)",
+                    references=references)
+    else:
+        g = _facets(data, "tokens_seen", "model", "training tokens seen", references=references)
     save_figure(g.figure, out_png)
 
 
-def plot_params(table: pd.DataFrame, out_png: str | os.PathLike) -> None:
-    """Mean r against parameter count (log x): one line per data size and precision, one
-    panel per ROI; mean +- s.e. over subjects.
+def plot_params(table: pd.DataFrame, out_png: str | os.PathLike,
+                references: pd.DataFrame | None = None) -> None:
+    """Mean r against parameter count (log x): one line per data size (IsoFLOP: per
+    budget) and precision, one panel per ROI; mean +- s.e. over subjects and seeds; the
+    noise ceiling of r and the latents/random references as horizontal lines.
 
     Writes ``out_png`` and the SVG beside it.
     """
     data = _check(table)
-    data["data size"] = data["data_size"].astype(str)
-    order = [str(d) for d in sorted(data["data_size"].unique())]
-    g = _facets(data.sort_values("n_params", kind="stable"), "n_params", "data size",
-                "parameters", hue_order=order)
+    col, name = (("budget", "budget (FLOPs)")
+                 if "budget" in data.columns and (data["budget"] > 0).any()
+                 else ("data_size", "data size"))
+    order = [f"{d:g}" for d in sorted(data[col].unique())]
+    data[name] = [f"{v:g}" for v in data[col]]
+    g = _facets(data.sort_values("n_params", kind="stable"), "n_params", name,
+                "parameters", hue_order=order, references=references)
     save_figure(g.figure, out_png)
 
 
@@ -104,6 +146,7 @@ def plot_frontier(frontier: pd.DataFrame, out_png: str | os.PathLike) -> None:
     missing = [c for c in needed if c not in frontier.columns]
     if missing:
         raise ValueError(f"frontier table lacks column(s) {missing}")
+    frontier = frontier[frontier["train_flops"] > 0]  # reference rows have no compute
     data = frontier.assign(**{"data size": frontier["data_size"].astype(str)})
     rois = list(dict.fromkeys(data["roi"]))
     g = sns.relplot(
@@ -116,6 +159,9 @@ def plot_frontier(frontier: pd.DataFrame, out_png: str | os.PathLike) -> None:
         front = data[(data["roi"] == roi) & data["on_front"]].sort_values("train_flops")
         ax.plot(front["train_flops"], front["score"], color="black", lw=1, zorder=0,
                 label="frontier")
+        ceil = data.loc[data["roi"] == roi, "ceiling_r"] if "ceiling_r" in data else None
+        if ceil is not None and np.isfinite(ceil).any():
+            ax.axhline(float(np.nanmean(ceil)), color="0.4", lw=1.2, label=CEILING_LABEL)
     g.set_axis_labels("training compute (FLOPs)", "mean test r (over parcels, subjects)")
     g.set_titles(col_template="{col_name}")
     save_figure(g.figure, out_png)
@@ -132,18 +178,21 @@ def plot_loss_curves(logs: pd.DataFrame, out_png: str | os.PathLike) -> None:
     if missing:
         raise ValueError(f"training logs lack column(s) {missing}")
     data = _check(logs.assign(roi="", mean_r=0.0, n_params=0))
-    sizes = sorted(data["data_size"].unique())
+    isoflop = "budget" in data.columns and (data["budget"] > 0).any()
+    col = "budget" if isoflop else "data_size"
+    sizes = sorted(data[col].unique())
     g = sns.relplot(
         data=data, x="tokens_seen", y="train_loss", hue="model", style="precision",
-        col="data_size", col_order=sizes, kind="line", height=3.0, aspect=1.2, alpha=0.6,
-        facet_kws={"sharey": True},
+        col=col, col_order=sizes, kind="line", height=3.0, aspect=1.2, alpha=0.6,
+        facet_kws={"sharey": True}, errorbar=None,
     )
     for size, ax in zip(sizes, g.axes.flat, strict=False):
-        val = data[(data["data_size"] == size)].dropna(subset=["val_loss"])
+        val = data[(data[col] == size)].dropna(subset=["val_loss"])
         sns.scatterplot(data=val, x="tokens_seen", y="val_loss", hue="model", style="precision",
                         ax=ax, legend=False, s=18)
     g.set_axis_labels("tokens seen", "loss (lines: train, dots: validation)")
-    g.set_titles(col_template="data size {col_name} frames")
+    g.set_titles(col_template="budget {col_name} FLOPs" if isoflop
+                 else "data size {col_name} frames")
     save_figure(g.figure, out_png)
 
 
@@ -176,6 +225,13 @@ def plot_fits(curves: pd.DataFrame, out_png: str | os.PathLike) -> None:
     Writes ``out_png`` and the SVG beside it.
     """
     needed = ("axis", "roi", "x", "pred", "lo", "hi", "observed")
+    if curves.empty:  # the rule's output exists all the same, and says why it is empty
+        fig, ax = plt.subplots(figsize=(5, 2))
+        ax.text(0.5, 0.5, "no series with >= 3 distinct values of data size or parameters:\n"
+                "no scaling law fitted", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        save_figure(fig, out_png)
+        return
     missing = [c for c in needed if c not in curves.columns]
     if missing:
         raise ValueError(f"fit curves lack column(s) {missing}")
@@ -302,5 +358,134 @@ def plot_pretrained(table: pd.DataFrame, curves: pd.DataFrame,
         bottom.set_xscale("log")
         bottom.set(xlabel="fMRI training samples", ylabel="mean r" if j == 0 else None)
     axes[0, -1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    save_figure(fig, out_png)
+
+
+TARGET_LABELS = {"score": "mean test r (all parcels)", "val_loss": "validation loss"}
+
+
+def plot_isoflop(curves: pd.DataFrame, allocation: pd.DataFrame, out_png: str | os.PathLike,
+                 ceiling: float | None = None, references: dict[str, float] | None = None
+                 ) -> None:
+    """IsoFLOP profiles: the target against parameters (log x) at each training-FLOP budget,
+    one row per target (brain score, validation loss) and one column per family (VideoGPT,
+    planted reference) and precision; dots are means over seeds (and parcels) with their
+    bootstrap interval, the line the parabola in log10 N fitted to them, and a star marks
+    the interior optimum N* with its interval (none where the optimum is at the edge). The
+    score rows carry the noise ceiling of r and the latents/random reference scores.
+
+    Parameters
+    ----------
+    curves : DataFrame
+        ``tables/isoflop.tsv``: ``family, precision, target, budget, n_params, mean, lo, hi``.
+    allocation : DataFrame
+        ``tables/allocation.tsv`` (its ``isoflop_parabola`` rows).
+    ceiling : float, optional
+        Mean ceiling of r over the study's ROIs.
+    references : dict, optional
+        Reference name (``latents``, ``random``) -> mean r.
+    out_png : path
+        Writes the PNG and the SVG beside it.
+    """
+    need = {"family", "precision", "target", "budget", "n_params", "mean", "lo", "hi"}
+    missing = sorted(need - set(curves.columns))
+    if missing:
+        raise ValueError(f"{out_png}: the IsoFLOP curves lack column(s) {missing}")
+    if curves.empty:
+        raise ValueError(f"{out_png}: no IsoFLOP curves to plot (the study has no budgets)")
+    panels = list(dict.fromkeys(zip(curves["family"], curves["precision"], strict=True)))
+    targets = [t for t in ("score", "val_loss") if t in set(curves["target"])]
+    fig, axes = plt.subplots(len(targets), len(panels), figsize=(4.2 * len(panels),
+                             3.2 * len(targets)), squeeze=False)
+    opt = allocation[(allocation["method"] == "isoflop_parabola")
+                     & (allocation["status"] == "ok")]
+    for j, (family, precision) in enumerate(panels):
+        for i, target in enumerate(targets):
+            ax = axes[i, j]
+            part = curves[(curves["family"] == family) & (curves["precision"] == precision)
+                          & (curves["target"] == target)]
+            for k, (budget, c) in enumerate(part.groupby("budget", sort=True)):
+                colour = f"C{k % 10}"
+                c = c.sort_values("n_params")
+                ax.errorbar(c["n_params"], c["mean"],
+                            yerr=[c["mean"] - c["lo"], c["hi"] - c["mean"]], fmt="o",
+                            color=colour, ms=4, capsize=2, label=f"C = {budget:.3g}")
+                x = np.log10(c["n_params"].to_numpy(float))
+                if np.unique(x).size >= 3 and np.isfinite(c["mean"]).all():
+                    coef = np.polyfit(x, c["mean"].to_numpy(float), 2)
+                    xs = np.linspace(x.min(), x.max(), 50)
+                    ax.plot(10**xs, np.polyval(coef, xs), color=colour, lw=1)
+                o = opt[(opt["family"] == family) & (opt["precision"] == precision)
+                        & (opt["target"] == target) & (opt["budget"] == budget)]
+                for r in o.itertuples():
+                    ax.errorbar([r.n_opt], [r.target_opt],
+                                xerr=[[r.n_opt - r.n_opt_lo], [r.n_opt_hi - r.n_opt]],
+                                fmt="*", ms=12, color=colour, mec="black", capsize=3)
+            if target == "score":
+                if ceiling is not None and np.isfinite(ceiling):
+                    ax.axhline(ceiling, color="0.4", lw=1.2, label=CEILING_LABEL)
+                for name, ls in (("latents", "--"), ("random", ":")):
+                    if references and name in references:
+                        ax.axhline(references[name], color="0.2", lw=1, ls=ls,
+                                   label=f"{name} (reference)")
+            ax.set_xscale("log")
+            ax.set(title=f"{family} ({precision})", xlabel="parameters N",
+                   ylabel=TARGET_LABELS[target])
+            ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    save_figure(fig, out_png)
+
+
+def plot_allocation(allocation: pd.DataFrame, out_png: str | os.PathLike) -> None:
+    """N*(C) (left) and D*(C) (right) on log-log axes: the interior IsoFLOP optima of every
+    family and target with their bootstrap intervals, and the fitted power law over the
+    budgets it covers (dashed where its status is not ``ok``: no line).
+
+    Parameters
+    ----------
+    allocation : DataFrame
+        ``tables/allocation.tsv``.
+    out_png : path
+        Writes the PNG and the SVG beside it.
+    """
+    need = {"family", "precision", "target", "method", "budget", "status", "n_opt", "d_opt"}
+    missing = sorted(need - set(allocation.columns))
+    if missing:
+        raise ValueError(f"{out_png}: the allocation table lacks column(s) {missing}")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), squeeze=False)
+    per = allocation[(allocation["method"] == "isoflop_parabola")
+                     & (allocation["status"] == "ok")]
+    laws = allocation[(allocation["method"] == "isoflop_power_law")
+                      & (allocation["status"] == "ok")]
+    keys = list(dict.fromkeys(zip(allocation["family"], allocation["precision"],
+                                  allocation["target"], strict=True)))
+    for k, (family, precision, target) in enumerate(keys):
+        colour, label = f"C{k % 10}", f"{family} {precision}, {target}"
+        p = per[(per["family"] == family) & (per["precision"] == precision)
+                & (per["target"] == target)].sort_values("budget")
+        law = laws[(laws["family"] == family) & (laws["precision"] == precision)
+                   & (laws["target"] == target)]
+        for ax, q in zip(axes[0], ("n", "d"), strict=True):
+            if len(p):
+                ax.errorbar(p["budget"], p[f"{q}_opt"],
+                            yerr=[p[f"{q}_opt"] - p[f"{q}_opt_lo"],
+                                  p[f"{q}_opt_hi"] - p[f"{q}_opt"]],
+                            fmt="o", color=colour, capsize=3, label=label)
+            for r in law.itertuples():
+                cs = np.geomspace(r.budget_min, r.budget_max, 20)
+                exp, coef = getattr(r, f"exponent_{q}"), getattr(r, f"coef_{q}")
+                lo, hi = getattr(r, f"exponent_{q}_lo"), getattr(r, f"exponent_{q}_hi")
+                ax.plot(cs, coef * cs**exp, color=colour, lw=1,
+                        label=f"{label}: exponent {exp:.2f} [{lo:.2f}, {hi:.2f}]")
+    for ax, name in zip(axes[0], ("N* (parameters)", "D* (training tokens)"), strict=True):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set(xlabel="training compute C (FLOPs)", ylabel=name)
+        if ax.has_data():
+            ax.legend(fontsize=6, loc="best")
+        else:
+            ax.text(0.5, 0.5, "no budget with an interior optimum", ha="center",
+                    va="center", transform=ax.transAxes)
     fig.tight_layout()
     save_figure(fig, out_png)

@@ -1,11 +1,21 @@
 """Paired tests of the sweep's questions: does hidden size, depth, heads or precision matter?
 
-For a factor (say ``heads``), two grid points form a pair when they differ in that factor
-only. Their per-parcel scores are paired by (subject, ROI, parcel); the pairs of every
-context (data size, the other factors) with the same two factor values are pooled into one
-Wilcoxon signed-rank test, so each row answers "is value B better than value A?" over all
-parcels, subjects and contexts. The p-values of all rows are corrected together with the
-Benjamini-Hochberg false discovery rate.
+The unit of replication is the training run, not the parcel. For a factor (say ``heads``),
+two runs form a pair when they differ in that factor only: same data size, budget, tokens,
+other model factors, precision **and seed**. Each run is reduced to its mean r over the
+parcels (subjects, ROIs) that both runs scored, so one run pair gives one difference. The
+pairs of every context (data size, other factors) and seed with the same two factor values
+are pooled, and each row answers "does value B score higher than value A?" with a paired
+t-test on the run-pair differences and its t interval; ``n_pairs`` counts run pairs
+(seeds x contexts), never parcels.
+
+Precision is compared on its own: its pairs are the same model, data and seed at two
+precisions, and the model factors are tested at each precision separately
+(``at_precision``), so near-duplicate runs (fp32 and bf16 of one model) are never counted as
+independent evidence. With a single run pair there is no replicate to test against: the
+interval then comes from a bootstrap over parcels, is labelled as such, and there is no p.
+The p-values of all rows are corrected together with the Benjamini-Hochberg false discovery
+rate. An interval that contains 0 reads "no detectable effect".
 """
 
 from __future__ import annotations
@@ -14,70 +24,138 @@ import itertools
 
 import numpy as np
 import pandas as pd
-from scipy.stats import false_discovery_control, wilcoxon
+from scipy.stats import false_discovery_control, t, ttest_1samp
+
+from cortexscale.scaling.bootstrap import PARCELS_ONLY
 
 FACTORS = ("data_size", "hidden", "layers", "heads", "precision")
+CONTEXT_EXTRA = ("family", "budget", "tokens")
 UNIT = ["subject", "roi", "parcel"]
 COLUMNS = [
-    "factor", "value_a", "value_b", "n_contexts", "n_pairs", "mean_a", "mean_b",
-    "median_diff", "mean_diff", "statistic", "p", "q",
+    "factor", "at_precision", "value_a", "value_b", "n_contexts", "n_seeds", "n_pairs",
+    "n_parcels", "mean_a", "mean_b", "mean_diff", "diff_lo", "diff_hi", "ci_unit", "test",
+    "statistic", "p", "q", "verdict",
 ]
+NO_EFFECT = "no detectable effect"
 
 
-def _pairs_for(parcels: pd.DataFrame, factor: str) -> dict[tuple, list[np.ndarray]]:
-    """(value_a, value_b) -> list of (n, 2) arrays of paired scores, one per context."""
-    context = [f for f in FACTORS if f != factor]
-    out: dict[tuple, list[np.ndarray]] = {}
-    for _, ctx in parcels.groupby(context, sort=True):
-        values = sorted(ctx[factor].unique(), key=lambda v: (str(type(v)), v))
+def _sort_key(v):
+    return (str(type(v)), v)
+
+
+def _run_pairs(parcels: pd.DataFrame, factor: str) -> dict[tuple, list[dict]]:
+    """(at_precision, value_a, value_b) -> one record per run pair: the two run means over
+    their shared units, the context and the seed, and the per-unit differences."""
+    extra = [c for c in CONTEXT_EXTRA if c in parcels.columns]
+    context = [f for f in FACTORS if f not in (factor, "precision")] + extra
+    split = [] if factor == "precision" else ["precision"]
+    out: dict[tuple, list[dict]] = {}
+    for key, ctx in parcels.groupby([*split, *context, "seed"], sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        at = str(key[0]) if split else "any"
+        values = sorted(ctx[factor].unique(), key=_sort_key)
         if len(values) < 2:
             continue
         wide = ctx.pivot_table(index=UNIT, columns=factor, values="r", aggfunc="first")
         for va, vb in itertools.combinations(values, 2):
             both = wide[[va, vb]].dropna()
-            if len(both):
-                out.setdefault((va, vb), []).append(both.to_numpy())
+            if both.empty:
+                continue
+            a, b = both[va].to_numpy(), both[vb].to_numpy()
+            out.setdefault((at, va, vb), []).append({
+                "context": key[len(split):-1], "seed": key[-1], "mean_a": a.mean(),
+                "mean_b": b.mean(), "unit_diff": b - a,
+            })
     return out
 
 
-def compare_factors(parcels: pd.DataFrame, factors=FACTORS[1:]) -> pd.DataFrame:
-    """Paired Wilcoxon signed-rank tests for every factor and pair of its values.
+def verdict(lo: float, hi: float, value_a: str = "a", value_b: str = "b") -> str:
+    """``no detectable effect`` when the interval [lo, hi] of ``b - a`` contains 0."""
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0 <= hi:
+        return NO_EFFECT
+    return f"{value_b} higher" if lo > 0 else f"{value_a} higher"
+
+
+def compare_factors(
+    parcels: pd.DataFrame, factors=FACTORS[1:], level: float = 0.95, n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Paired tests on run pairs for every factor and pair of its values.
 
     Parameters
     ----------
     parcels : DataFrame
-        Per-parcel table with the grid columns ``data_size, hidden, layers, heads,
-        precision`` and ``subject, roi, parcel, r``.
+        Per-parcel table with ``data_size, hidden, layers, heads, precision, seed``
+        (and, when present, ``family, budget, tokens``: part of the context), and
+        ``subject, roi, parcel, r``.
     factors : sequence of str
         Factors to test (default: the model factors and precision).
+    level : float
+        Confidence level of the intervals.
+    n_boot, seed : int
+        Parcel bootstrap of a single run pair.
 
     Returns
     -------
     table : DataFrame
-        One row per (factor, value_a, value_b) with ``COLUMNS``; ``mean_diff`` and
-        ``median_diff`` are of ``r_b - r_a``; ``q`` is the FDR-corrected p over all rows.
-        Empty (with the columns) when the grid varies none of the factors.
+        One row per (factor, at_precision, value_a, value_b) with ``COLUMNS``:
+        ``mean_diff`` is the mean over run pairs of ``r_b - r_a`` (run means), ``diff_lo``,
+        ``diff_hi`` its interval, ``ci_unit`` what the interval replicates over, ``p`` the
+        paired t-test over run pairs (NaN for a single pair), ``q`` the FDR-corrected p over
+        all rows, ``verdict`` ``no detectable effect`` or which value is higher. Empty (with
+        the columns) when the grid varies none of the factors.
     """
-    missing = [c for c in [*FACTORS, *UNIT, "r"] if c not in parcels.columns]
+    missing = [c for c in [*FACTORS, "seed", *UNIT, "r"] if c not in parcels.columns]
     if missing:
         raise ValueError(f"parcel table lacks column(s) {missing}")
     data = parcels.dropna(subset=["r"])
+    rng = np.random.default_rng(seed)
+    tail = (1 - level) / 2
     rows = []
     for factor in factors:
-        for (va, vb), chunks in _pairs_for(data, factor).items():
-            pairs = np.concatenate(chunks)
-            diff = pairs[:, 1] - pairs[:, 0]
-            if np.count_nonzero(diff) == 0:
-                stat, p = float("nan"), 1.0
+        for (at, va, vb), pairs in _run_pairs(data, factor).items():
+            diffs = np.array([p["mean_b"] - p["mean_a"] for p in pairs])
+            n = diffs.size
+            row = {
+                "factor": factor, "at_precision": at, "value_a": str(va), "value_b": str(vb),
+                "n_contexts": len({p["context"] for p in pairs}),
+                "n_seeds": len({p["seed"] for p in pairs}), "n_pairs": n,
+                "n_parcels": int(np.median([p["unit_diff"].size for p in pairs])),
+                "mean_a": float(np.mean([p["mean_a"] for p in pairs])),
+                "mean_b": float(np.mean([p["mean_b"] for p in pairs])),
+                "mean_diff": float(diffs.mean()),
+            }
+            if n >= 2:
+                sd = float(diffs.std(ddof=1))
+                half = t.ppf(1 - tail, n - 1) * sd / np.sqrt(n)
+                res = ttest_1samp(diffs, 0.0) if sd > 0 else None
+                row.update(
+                    diff_lo=float(diffs.mean() - half), diff_hi=float(diffs.mean() + half),
+                    ci_unit=f"run pairs ({row['n_seeds']} seed(s) x {row['n_contexts']} "
+                            "context(s))",
+                    test="paired t-test on run-pair means",
+                    statistic=float(res.statistic) if res else float("nan"),
+                    p=float(res.pvalue) if res else (1.0 if diffs.mean() == 0 else 0.0),
+                )
             else:
-                res = wilcoxon(pairs[:, 1], pairs[:, 0], zero_method="wilcox")
-                stat, p = float(res.statistic), float(res.pvalue)
-            rows.append({
-                "factor": factor, "value_a": str(va), "value_b": str(vb), "n_contexts": len(chunks),
-                "n_pairs": len(pairs), "mean_a": float(pairs[:, 0].mean()),
-                "mean_b": float(pairs[:, 1].mean()), "median_diff": float(np.median(diff)),
-                "mean_diff": float(diff.mean()), "statistic": stat, "p": p,
-            })
-    table = pd.DataFrame(rows, columns=COLUMNS[:-1])
-    table["q"] = false_discovery_control(table["p"].to_numpy()) if len(table) else []
+                ud = pairs[0]["unit_diff"]
+                boot = np.array([ud[rng.integers(0, ud.size, ud.size)].mean()
+                                 for _ in range(n_boot)])
+                lo, hi = np.percentile(boot, [100 * tail, 100 * (1 - tail)])
+                row.update(diff_lo=float(lo), diff_hi=float(hi), ci_unit=PARCELS_ONLY,
+                           test="none (1 run pair: no replicate)", statistic=float("nan"),
+                           p=float("nan"))
+            rows.append(row)
+    table = pd.DataFrame(rows, columns=COLUMNS[:-2])
+    q = np.full(len(table), np.nan)
+    if len(table):
+        finite = np.isfinite(table["p"].to_numpy(dtype=float))
+        if finite.any():
+            q[finite] = false_discovery_control(table["p"].to_numpy(dtype=float)[finite])
+    table["q"] = q
+    table["verdict"] = [
+        verdict(r.diff_lo, r.diff_hi, r.value_a, r.value_b)
+        if r.n_pairs >= 2 else "no replicate runs (parcel interval only)"
+        for r in table.itertuples()
+    ]
     return table[COLUMNS]

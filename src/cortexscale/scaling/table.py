@@ -8,26 +8,73 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cortexscale.grid import parse_name
 from cortexscale.io.atomic import atomic_path, write_tsv
 
-__all__ = ["PARCEL_COLUMNS", "TABLE_COLUMNS", "aggregate", "collect", "collect_parcels"]
+try:  # the reference points (planted law, true latents, random features) of issue 14
+    from cortexscale.references import parse_reference
+except ImportError:  # pragma: no cover - before cortexscale.references exists
+    def parse_reference(name: str):
+        return None
 
-GRID_COLUMNS = ("grid", "data_size", "hidden", "layers", "heads", "precision")
+__all__ = [
+    "GRID_COLUMNS", "PARCEL_COLUMNS", "TABLE_COLUMNS", "aggregate", "collect",
+    "collect_parcels", "point_dict",
+]
+
+GRID_COLUMNS = ("grid", "family", "data_size", "hidden", "layers", "heads", "precision", "seed",
+                "budget", "tokens")
+GRID_DEFAULTS = {"family": "videogpt", "seed": 0, "budget": 0.0, "tokens": 0}
 ENCODING_KEYS = (
     "subject", "roi", "n_parcels", "mean_r", "median_r", "max_r", "mean_normalised",
     "n_significant",
 )
+SIDECAR_OPTIONAL = ("mean_noise_ceiling",)
 SUMMARY_KEYS = ("n_params", "train_flops", "tokens_seen", "final_val_loss", "wall_time_s")
-TABLE_COLUMNS = GRID_COLUMNS + ENCODING_KEYS + SUMMARY_KEYS
-SORT_KEYS = ["data_size", "hidden", "layers", "heads", "precision", "subject", "roi"]
+CEILING_COLUMNS = ("mean_noise_ceiling", "ceiling_r")
+TABLE_COLUMNS = GRID_COLUMNS + ENCODING_KEYS + CEILING_COLUMNS + SUMMARY_KEYS
+SORT_KEYS = ["family", "budget", "data_size", "hidden", "layers", "heads", "precision", "tokens",
+             "seed", "subject", "roi"]
 FIGURE_NAMES = (
     "scaling_data_size.png", "scaling_params.png", "loss_curves.png", "precision.png",
     "factors.png",
 )
-PARCEL_COLUMNS = GRID_COLUMNS + ("subject", "roi", "parcel", "r", "alpha")
+PARCEL_OPTIONAL = ("noise_ceiling", "score_normalised")
+PARCEL_COLUMNS = GRID_COLUMNS + ("subject", "roi", "parcel", "r", "alpha") + PARCEL_OPTIONAL
+
+
+def point_dict(name: str) -> dict[str, Any]:
+    """The ``GRID_COLUMNS`` of a VideoGPT grid point or a reference point, by its name.
+
+    Reference names (``planted_...``, ``latents_s0``, ``random_s0``) are read by
+    ``cortexscale.references.parse_reference``; every other name by
+    :func:`cortexscale.grid.parse_name` (which raises on a name it does not know).
+    Keys a parser does not give take ``GRID_DEFAULTS``.
+    """
+    ref = parse_reference(name)
+    point = ref if ref is not None else parse_name(name)
+    out = {**GRID_DEFAULTS, **point.as_dict()}
+    out["grid"] = name
+    return {k: out[k] for k in GRID_COLUMNS}
+
+
+def is_reference(name: str) -> bool:
+    """Whether ``name`` is a reference point (not a VideoGPT grid point)."""
+    return parse_reference(name) is not None
+
+
+def _ceiling_r(tsv: pd.DataFrame) -> float:
+    """Mean over scored parcels of the ceiling of r, ``sqrt(noise_ceiling / 100)`` (the
+    noise ceiling is in % of explainable variance); NaN without a noise ceiling."""
+    if "noise_ceiling" not in tsv.columns:
+        return float("nan")
+    nc = pd.to_numeric(tsv["noise_ceiling"], errors="coerce").to_numpy(dtype=float)
+    scored = np.isfinite(pd.to_numeric(tsv["r"], errors="coerce").to_numpy(dtype=float))
+    nc = nc[scored & np.isfinite(nc) & (nc >= 0)]
+    return float(np.sqrt(nc / 100).mean()) if nc.size else float("nan")
 
 
 def _read_json(path: Path, keys: Iterable[str], what: str) -> dict[str, Any]:
@@ -62,9 +109,11 @@ def collect(
     Parameters
     ----------
     encoding_jsons : sequence of path-like
-        ``results/encoding/{grid}/{subject}/{roi}.json`` sidecars.
+        ``results/encoding/{grid}/{subject}/{roi}.json`` sidecars (with the per-parcel
+        ``.tsv`` beside each, for the ceiling of r).
     pretrain_summaries : mapping grid -> path-like, or sequence of path-like
-        ``results/pretrain/{grid}/summary.json`` of every grid point in the sidecars.
+        ``results/pretrain/{grid}/summary.json`` of every VideoGPT grid point and
+        ``results/reference/{name}/summary.json`` of every reference point in the sidecars.
 
     Returns
     -------
@@ -78,7 +127,7 @@ def collect(
     for path in map(Path, encoding_jsons):
         enc = _read_json(path, ("grid",) + ENCODING_KEYS, "encoding sidecar")
         grid = str(enc["grid"])
-        point = parse_name(grid)
+        point = point_dict(grid)
         if grid not in summaries:
             raise KeyError(
                 f"encoding sidecar {path} is for grid point {grid!r}, which has no pretraining "
@@ -86,9 +135,12 @@ def collect(
             )
         if grid not in cache:
             cache[grid] = _read_json(summaries[grid], SUMMARY_KEYS, "pretraining summary")
+        tsv = path.with_suffix(".tsv")
         rows.append({
-            **point.as_dict(),
+            **point,
             **{k: enc[k] for k in ENCODING_KEYS},
+            "mean_noise_ceiling": enc.get("mean_noise_ceiling"),
+            "ceiling_r": _ceiling_r(pd.read_csv(tsv, sep="\t")) if tsv.is_file() else np.nan,
             **{k: cache[grid][k] for k in SUMMARY_KEYS},
         })
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
@@ -96,7 +148,8 @@ def collect(
     if dup.any():
         first = table.loc[dup, ["grid", "subject", "roi"]].iloc[0].tolist()
         raise ValueError(f"encoding sidecars repeat (grid, subject, roi) = {first}")
-    for col in ("mean_r", "median_r", "max_r", "mean_normalised", "final_val_loss"):
+    for col in ("mean_r", "median_r", "max_r", "mean_normalised", "final_val_loss",
+                "mean_noise_ceiling", "ceiling_r"):
         table[col] = pd.to_numeric(table[col]).astype(float)
     return table.sort_values(SORT_KEYS, kind="stable").reset_index(drop=True)
 
@@ -107,7 +160,8 @@ def collect_parcels(encoding_jsons: Sequence[str | os.PathLike]) -> pd.DataFrame
     Returns
     -------
     parcels : DataFrame
-        Columns ``PARCEL_COLUMNS``: one row per grid point x subject x parcel.
+        Columns ``PARCEL_COLUMNS``: one row per grid point x subject x parcel
+        (``noise_ceiling`` and ``score_normalised`` NaN where a table lacks them).
     """
     frames = []
     for path in map(Path, encoding_jsons):
@@ -119,8 +173,11 @@ def collect_parcels(encoding_jsons: Sequence[str | os.PathLike]) -> pd.DataFrame
         missing = [c for c in ("parcel", "r", "alpha") if c not in df.columns]
         if missing:
             raise ValueError(f"{tsv} lacks column(s) {missing}; found {list(df.columns)}")
-        for key, value in parse_name(str(enc["grid"])).as_dict().items():
+        for key, value in point_dict(str(enc["grid"])).items():
             df[key] = value
+        for col in PARCEL_OPTIONAL:
+            if col not in df.columns:
+                df[col] = np.nan
         df["subject"], df["roi"] = str(enc["subject"]), str(enc["roi"])
         frames.append(df[list(PARCEL_COLUMNS)])
     if not frames:
@@ -137,13 +194,16 @@ def write_table(df: pd.DataFrame, out_tsv: str | os.PathLike) -> None:
 
 
 def collect_logs(summaries: Mapping[str, str | os.PathLike]) -> pd.DataFrame:
-    """Training logs (the ``log.tsv`` beside each summary) stacked, with a ``grid`` column."""
+    """Training logs (the ``log.tsv`` beside each VideoGPT summary) stacked, with the grid
+    columns; reference points have no training log and are skipped."""
     frames = []
     for grid, path in summaries.items():
+        if is_reference(grid):
+            continue
         log = Path(path).with_name("log.tsv")
         if not log.is_file():
             raise FileNotFoundError(f"training log {log} (beside {Path(path).name}) does not exist")
-        frames.append(pd.read_csv(log, sep="\t").assign(**parse_name(grid).as_dict()))
+        frames.append(pd.read_csv(log, sep="\t").assign(**point_dict(grid)))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -180,6 +240,8 @@ def aggregate(
     table = collect(encoding_jsons, summaries)
     write_table(table, out_tsv)
     write_table(collect_parcels(encoding_jsons), Path(out_tsv).with_name("parcels.tsv"))
+    refs = table[table["family"] != "videogpt"]
+    arm = table[table["family"] == "videogpt"]  # the figures show the VideoGPT arm
     if isinstance(figure_dir, str | os.PathLike):
         paths = [Path(figure_dir) / name for name in FIGURE_NAMES]
     else:
@@ -189,9 +251,9 @@ def aggregate(
                 f"figure paths must be {len(FIGURE_NAMES)} (data-size scaling, parameter "
                 f"scaling, loss curves, precision, factors), got {paths}"
             )
-    plot_scaling(table, paths[0])
-    plot_params(table, paths[1])
+    plot_scaling(arm, paths[0], references=refs)
+    plot_params(arm, paths[1], references=refs)
     plot_loss_curves(collect_logs(_summary_paths(summaries)), paths[2])
-    plot_precision(table, paths[3])
-    plot_factors(table, paths[4])
+    plot_precision(arm, paths[3])
+    plot_factors(arm, paths[4])
     return table

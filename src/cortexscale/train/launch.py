@@ -56,7 +56,7 @@ def launch(
     Parameters
     ----------
     grids : list of str
-        Grid-point names, e.g. ``["d8192_h64_l2_a2_bf16"]``.
+        Grid-point names, e.g. ``["d2048_h64_l2_a2_bf16_s0"]``.
     tokens_h5, frames_h5 : path-like
         Inputs of every job.
     settings : dict

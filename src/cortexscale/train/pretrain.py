@@ -6,14 +6,20 @@ DESIGN.md, "Cost model"). One call trains one grid point and writes, atomically,
 
 Choices worth knowing:
 
-- **Validation clips.** ``eval_clips`` clips are held out, chosen evenly spaced (independent
-  of the seed) from, in order of preference: (1) the clips outside the *largest* subset of the
-  same order, so every data size is scored on the same clips, none of which any grid point
-  trains on; (2) the clips outside this data size's subset; (3) the end of this subset, which
-  then trains on the rest. ``summary.json`` records which (``val_from``).
+- **Validation clips.** ``frames.h5/validation``: ``eval_clips`` clips reserved by the corpus
+  stage before any subset was drawn, evenly from every source
+  (:func:`cortexscale.data.corpus.validation_clips`). Every grid point, whatever its data
+  size, is scored on the same clips, none of which any point trains on, and each trains on
+  all the clips of its subset (``val_from`` = ``"reserved"`` in ``summary.json``).
+- **Training length.** ``pretrain.steps``, unless the grid point asks for a FLOP budget
+  (isoflop) or a token count (``grid.tokens``): then :func:`cortexscale.grid.steps_for`,
+  rounded to the nearest whole step; ``summary.json`` reports the steps, tokens and FLOPs
+  actually trained.
+- **Seeds.** The run's seed is :func:`cortexscale.grid.training_seed` of the study seed and
+  the point's replicate seed: it seeds initialisation, dropout and the data order.
 - **Data order.** Epoch ``e`` visits the training clips in the permutation drawn from
-  ``numpy.random.default_rng([seed, e])``; the position in the stream (``data_position``,
-  clips consumed) is all a resume needs to continue it exactly.
+  ``numpy.random.default_rng([train_seed, e])``; the position in the stream
+  (``data_position``, clips consumed) is all a resume needs to continue it exactly.
 - **Conditioning.** A conditioned model sees the codes of the clip that precedes each clip
   in its source (same source, ``start_frame`` one clip earlier), looked up in the whole
   corpus; a clip without one (a source's first clip) gets an empty condition (codes ``-1``,
@@ -41,8 +47,8 @@ import pandas as pd
 import torch
 
 from cortexscale.config import load_schema, section
-from cortexscale.data.corpus import FRAMES_EXPECTED, read_subset
-from cortexscale.grid import GridPoint
+from cortexscale.data.corpus import FRAMES_EXPECTED, read_subset, read_validation
+from cortexscale.grid import GridPoint, steps_for, training_seed
 from cortexscale.io.atomic import atomic_path, prepare_outputs, write_json, write_tsv
 from cortexscale.io.checkpoint import load_checkpoint
 from cortexscale.io.hdf5 import open_h5
@@ -163,31 +169,41 @@ def _read_corpus(tokens_h5: Path, frames_h5: Path) -> tuple[np.ndarray, int, np.
 def split_clips(
     frames_h5: Path, subset: np.ndarray, order: str, eval_clips: int
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """Choose the validation clips (see the module docstring) and the training clips.
+    """The training clips (the whole subset) and the corpus's reserved validation clips.
 
     Returns
     -------
     train : int64 (n_train,)
-        Training clip indices, in subset order.
+        Training clip indices: ``subset``, in subset order.
     val : int64 (eval_clips,)
-        Validation clip indices, sorted.
-    val_from : {"outside_all_subsets", "outside_subset", "subset_end"}
+        Validation clip indices (``frames.h5/validation``), sorted.
+    val_from : str
+        ``"reserved"``.
+
+    Raises
+    ------
+    ValueError
+        If the file reserves another number of clips than ``eval_clips`` (the corpus was
+        built for another ``pretrain.eval_clips``), or a validation clip lies in ``subset``.
     """
-    with open_h5(frames_h5, FRAMES_EXPECTED) as f:
-        n_clips = f["clips"].shape[0]
-        sizes = [int(s) for s in np.atleast_1d(f.attrs.get("data_sizes", []))]
-    largest = read_subset(frames_h5, max(sizes), order) if sizes else subset
-    for used, label in ((largest, "outside_all_subsets"), (subset, "outside_subset")):
-        spare = np.setdiff1d(np.arange(n_clips), used)  # sorted
-        if spare.size >= eval_clips:
-            pick = np.linspace(0, spare.size - 1, eval_clips).round().astype(np.int64)
-            return subset, spare[pick], label
-    if subset.size <= eval_clips:
+    del order  # the reserve is the same for both orders
+    val = read_validation(frames_h5)
+    if val.size != eval_clips:
         raise ValueError(
-            f"pretrain.eval_clips ({eval_clips}) leaves no training clip: the subset has "
-            f"{subset.size} clips and {frames_h5} has no {eval_clips} clips outside it"
+            f"pretrain.eval_clips is {eval_clips} but {frames_h5} reserves {val.size} "
+            "validation clips; rebuild the corpus with the same pretrain.eval_clips "
+            "(`cortexscale corpus`)"
         )
-    return subset[:-eval_clips], np.sort(subset[-eval_clips:]), "subset_end"
+    overlap = np.intersect1d(subset, val)
+    if overlap.size:
+        raise ValueError(
+            f"{frames_h5}: {overlap.size} validation clip(s) (e.g. clip {int(overlap[0])}) lie "
+            "in the training subset; the file is inconsistent, rebuild it with "
+            "`cortexscale corpus`"
+        )
+    if subset.size == 0:
+        raise ValueError(f"{frames_h5}: the training subset is empty")
+    return subset, val, "reserved"
 
 
 class ClipStream:
@@ -288,6 +304,7 @@ def pretrain(
     threads: int = 1,
     device: str = "cpu",
     on_step: Callable[[int], None] | None = None,
+    single_epoch: bool = False,
 ) -> dict[str, Any]:
     """Train the GPT of one grid point and write ``model.pt``, ``log.tsv``, ``summary.json``.
 
@@ -298,7 +315,8 @@ def pretrain(
     frames_h5 : path-like
         ``frames.h5`` of the same corpus: subsets, ``source``, ``start_frame``, attrs.
     point : GridPoint
-        Data size (source frames), hidden, layers, heads and precision.
+        Data size (source frames; 0: the whole training pool), hidden, layers, heads,
+        precision, replicate seed, and the budget or tokens that set the steps (if any).
     order : {"corpus", "stratified"}
         Which nested subsets to train on.
     cfg : dict
@@ -306,7 +324,9 @@ def pretrain(
     out_dir : path-like
         Folder of the outputs (created).
     seed : int
-        Seeds initialisation, dropout and the data order.
+        The study seed; with ``point.seed`` it gives the run's seed
+        (:func:`cortexscale.grid.training_seed`), which seeds initialisation, dropout and the
+        data order.
     threads : int
         CPU threads for torch.
     device : str
@@ -314,6 +334,9 @@ def pretrain(
         ``cuda:LOCAL_RANK`` when ``device`` is ``"cuda"``, and gloo on the CPU.
     on_step : callable, optional
         Called with the number of completed steps after each step (tests, progress hooks).
+    single_epoch : bool
+        ``grid.single_epoch``: refuse a run that would see more clips than it trains on
+        (``steps x batch_size > train clips``), before any step.
 
     Returns
     -------
@@ -345,7 +368,8 @@ def pretrain(
     dist_info = ddp.setup(device)
     rank, world = dist_info.rank, dist_info.world
     dev = setup_device(dist_info.device, threads)
-    set_seed(seed)
+    train_seed = training_seed(seed, point.seed)
+    set_seed(train_seed)
     name = point.name
     if cfg["batch_size"] % (cfg["grad_accum"] * world):
         raise ValueError(
@@ -369,14 +393,30 @@ def pretrain(
         conditioned=cfg["conditioned"],
         residual=residual_dtype(cfg.get("residual", "auto"), point.precision),
     )
+    fpt = flops_per_token(mcfg)
+    steps = steps_for(point, fpt, mcfg.context, mcfg.n_tokens, cfg["batch_size"], cfg["steps"])
+    if steps < 1:
+        raise ValueError(
+            f"[pretrain {name}] " + (f"budget {point.budget:g} FLOPs" if point.budget else
+                                     f"{point.tokens} tokens")
+            + f" buys less than half a step (one step: {cfg['batch_size']} clips x "
+            f"{mcfg.context} positions x {fpt:,} FLOPs); expected at least one step"
+        )
+    if single_epoch and steps * cfg["batch_size"] > train_idx.size:
+        raise ValueError(
+            f"[pretrain {name}] grid.single_epoch: {steps} steps x {cfg['batch_size']} clips "
+            f"= {steps * cfg['batch_size']} clips but the training data holds "
+            f"{train_idx.size}; lower the budget or tokens, or enlarge the corpus"
+        )
+    cfg = {**cfg, "steps": steps}  # the schedule and the checkpoint see the steps trained
     model = GPT(mcfg).to(dev)
     opt = _optimizer(model, cfg, dev)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg) / cfg["lr"])
     scaler = grad_scaler(point.precision, dev)
-    stream = ClipStream(train_idx, seed)
+    stream = ClipStream(train_idx, train_seed)
     # what a checkpoint must match to resume this run (checkpoint_every may change)
     run_args = {**mcfg.to_dict(), "grid": name, "precision": point.precision, "order": order,
-                "seed": int(seed), "world_size": world,
+                "seed": int(train_seed), "world_size": world,
                 **{f"pretrain.{k}": v for k, v in cfg.items() if k != "checkpoint_every"}}
 
     steps, accum = cfg["steps"], cfg["grad_accum"]
@@ -384,7 +424,6 @@ def pretrain(
     micro = micro_global // world  # clips per micro-step of this process
     n_tok = mcfg.n_tokens
     tokens_per_step = cfg["batch_size"] * n_tok
-    fpt = flops_per_token(mcfg)
     log_every = max(1, steps // 100)
     report_every = max(1, steps // 10)
     ckpt_every = cfg["checkpoint_every"]
@@ -444,7 +483,7 @@ def pretrain(
             "grid": name,
             "precision": point.precision,
             "order": order,
-            "seed": int(seed),
+            "seed": int(train_seed),
             "pretrain_cfg": cfg,
             "run_args": run_args,
             "loop": loop,
@@ -574,6 +613,8 @@ def pretrain(
         "resumed": state["start"] > 0,
         "final_val_loss": state["val_loss"],
         "steps": steps,
+        # passes over the training clips (> 1: repeated data)
+        "epochs": steps * cfg["batch_size"] / train_idx.size,
         "order": order,
         "conditioned": mcfg.conditioned,
         "train_clips": int(train_idx.size),
@@ -581,7 +622,9 @@ def pretrain(
         "val_from": val_from,
         "device": str(dev),
         "threads": threads,
-        **provenance(cfg, seed, stage="pretrain"),
+        # "seed" is the point's replicate (from as_dict); the run's seed combines it with the
+        # study's (cortexscale.grid.training_seed)
+        **provenance(cfg, stage="pretrain", study_seed=int(seed), train_seed=train_seed),
     }
     if rank == 0:
         write_tsv(out_dir / "log.tsv", pd.DataFrame(state["rows"], columns=list(LOG_COLUMNS)))
