@@ -248,6 +248,9 @@ def cmd_analyse(args: argparse.Namespace) -> None:
     analyse(
         args.table, args.parcels, args.out_dir, args.summary, args.frontier_figure,
         n_boot=s["scaling"]["n_boot"], seed=s.get("seed", 0), study=s.get("study", "study"),
+        pretrained_tsv=args.pretrained, pretrained_sample_size_tsv=args.pretrained_sample_size,
+        pretrained_fits_tsv=args.pretrained_fits, reference_summaries=args.reference_summaries,
+        isoflop_png=args.isoflop_figure, allocation_png=args.allocation_figure,
     )
 
 
@@ -474,6 +477,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, type=Path, help="folder of the analysis tables")
     p.add_argument("--summary", required=True, type=Path, help="the findings (Markdown)")
     p.add_argument("--frontier-figure", type=Path, help="the compute-frontier figure (PNG)")
+    p.add_argument("--isoflop-figure", type=Path, help="IsoFLOP profiles, optima marked (PNG)")
+    p.add_argument("--allocation-figure", type=Path, help="N*(C) and D*(C), log-log (PNG)")
+    p.add_argument("--pretrained", type=Path, help="tables/pretrained.tsv (pretrained arm)")
+    p.add_argument("--pretrained-sample-size", type=Path,
+                   help="tables/pretrained_sample_size.tsv (fMRI sample-size curve)")
+    p.add_argument("--pretrained-fits", type=Path, help="tables/pretrained_fits.tsv")
+    p.add_argument("--reference-summaries", nargs="*", type=Path, default=[],
+                   help="results/reference/NAME/summary.json (the planted truth, key 'planted')")
 
     p = add("pretrained-build", cmd_pretrained_build,
             "save a tiny random vision model of the synthetic study (save_pretrained)")
