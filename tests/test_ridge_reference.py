@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ridgeutils import BACKENDS, METHODS, problem
 
 from cortexscale.encoding.metrics import pearson_r, r2_score
 from cortexscale.encoding.ridge import group_kfold, ridge_cv, ridge_predict
@@ -13,18 +14,14 @@ ALPHAS = np.logspace(-2, 5, 11)
 
 
 def _problem(rng, n, p, v, n_groups):
-    X = rng.standard_normal((n, p))
-    X -= X.mean(0)
-    W = rng.standard_normal((p, v)) * rng.uniform(0, 1, size=v)
-    Y = X @ W / np.sqrt(p) + rng.standard_normal((n, v))
-    Y -= Y.mean(0)
-    groups = np.repeat(np.arange(n_groups), int(np.ceil(n / n_groups)))[:n]
-    return X, Y, groups
+    return problem(rng, n, p, v, n_groups, centre=True)
 
 
+@pytest.mark.parametrize("bk", BACKENDS)
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("score", ["r2", "pearson"])
 @pytest.mark.parametrize("shape", [(200, 30, 200), (80, 120, 100)], ids=["p<n", "p>n"])
-def test_same_alphas_and_predictions_as_himalaya(rng, shape, score):
+def test_same_alphas_and_predictions_as_himalaya(rng, shape, score, method, bk):
     from himalaya.backend import set_backend
     from himalaya.ridge import RidgeCV
     from himalaya.scoring import correlation_score
@@ -39,21 +36,23 @@ def test_same_alphas_and_predictions_as_himalaya(rng, shape, score):
                   solver_params=dict(score_func=h_r2 if score == "r2" else correlation_score,
                                      warn=False))
     ref.fit(X, Y)
-    res = ridge_cv(X, Y, groups, ALPHAS, n_folds=5, score=score, dtype="float64")
+    res = ridge_cv(X, Y, groups, ALPHAS, n_folds=5, score=score, dtype="float64",
+                   method=method, **bk)
     assert np.mean(np.isclose(res.best_alpha, ref.best_alphas_, rtol=1e-9)) >= 0.999
     np.testing.assert_allclose(ridge_predict(X_test, res.coef), ref.predict(X_test),
                                atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("bk", BACKENDS[1:])
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("shape", [(150, 20, 30), (60, 90, 30)], ids=["p<n", "p>n"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_torch_backend_equals_numpy(rng, shape, dtype):
-    pytest.importorskip("torch")
+def test_torch_backend_equals_numpy(rng, shape, dtype, method, bk):
     X, Y, groups = _problem(rng, *shape, n_groups=5)
     Y[:, 3] = 1.0  # excluded the same way
-    ref = ridge_cv(X, Y, groups, ALPHAS, n_folds=5, dtype=dtype, chunk_size=7)
-    got = ridge_cv(X, Y, groups, ALPHAS, n_folds=5, dtype=dtype, chunk_size=7,
-                   backend="torch", device="cpu")
+    kw = dict(n_folds=5, dtype=dtype, chunk_size=7, method=method)
+    ref = ridge_cv(X, Y, groups, ALPHAS, **kw)
+    got = ridge_cv(X, Y, groups, ALPHAS, **kw, **bk)
     tol = 1e-10 if dtype == "float64" else 2e-4
     np.testing.assert_array_equal(got.valid, ref.valid)
     np.testing.assert_allclose(got.cv_scores, ref.cv_scores, atol=tol, equal_nan=True)
@@ -72,7 +71,8 @@ def test_torch_tensors_in(rng):
     np.testing.assert_allclose(got.coef, ref.coef, atol=1e-10)
 
 
-def test_gap_drops_training_samples_at_fold_edges(rng):
+@pytest.mark.parametrize("bk", BACKENDS)
+def test_gap_drops_training_samples_at_fold_edges(rng, bk):
     X, Y, groups = _problem(rng, 120, 10, 6, n_groups=6)
     gap = 4
     folds = group_kfold(groups, 3, gap=gap)
@@ -83,7 +83,7 @@ def test_gap_drops_training_samples_at_fold_edges(rng):
         assert dist.min() > gap
         assert train0.size - train.size == gap * (1 if val[0] == 0 or val[-1] == 119 else 2)
     # brute force on the gapped folds
-    res = ridge_cv(X, Y, groups, ALPHAS, n_folds=3, gap=gap, score="r2", dtype="float64")
+    res = ridge_cv(X, Y, groups, ALPHAS, n_folds=3, gap=gap, score="r2", dtype="float64", **bk)
     scores = np.zeros((ALPHAS.size, Y.shape[1]))
     for train, val in folds:
         for i, a in enumerate(ALPHAS):
@@ -110,18 +110,20 @@ def test_bad_input(rng):
         ridge_cv(bad, Y, groups, ALPHAS, n_folds=3)
 
 
-def test_single_run_cut_into_blocks(rng):
+@pytest.mark.parametrize("bk", BACKENDS)
+def test_single_run_cut_into_blocks(rng, bk):
     """A single run is cross-validated over blocks of TRs passed as groups."""
     X, Y, _ = _problem(rng, 90, 5, 3, n_groups=1)
     blocks = np.arange(90) // 30
-    res = ridge_cv(X, Y, blocks, ALPHAS, n_folds=3, gap=2)
+    res = ridge_cv(X, Y, blocks, ALPHAS, n_folds=3, gap=2, **bk)
     assert res.valid.all() and np.isfinite(res.best_alpha).all()
 
 
-def test_constant_voxels_counted(rng):
+@pytest.mark.parametrize("bk", BACKENDS)
+def test_constant_voxels_counted(rng, bk):
     X, Y, groups = _problem(rng, 60, 5, 6, n_groups=3)
     Y[:, [0, 4]] = 3.0
-    res = ridge_cv(X, Y, groups, ALPHAS, n_folds=3)
+    res = ridge_cv(X, Y, groups, ALPHAS, n_folds=3, **bk)
     assert res.excluded.tolist() == [0, 4]
     r = pearson_r(Y, ridge_predict(X, res.coef))
     assert np.isnan(r[[0, 4]]).all() and np.isfinite(np.delete(r, [0, 4])).all()

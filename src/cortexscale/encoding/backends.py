@@ -1,22 +1,34 @@
-"""The torch backend of :func:`cortexscale.encoding.ridge.ridge_cv` (CPU and CUDA).
+"""Array backends of the ridge engine: the few primitives :mod:`cortexscale.encoding.ridge`
+is written over (the way himalaya does it), for numpy and for torch (CPU or CUDA).
 
-The same algorithm as the numpy backend (see :mod:`cortexscale.encoding.ridge`): per fold
-one float64 eigendecomposition (downdated Gram matrix, or kernel sub-block when features
-outnumber samples), targets projected once, every penalty scored by one stacked GEMM in
-the compute dtype, score reductions in float64, refit with a per-target spectral
-diagonal. torch is imported lazily; ``cortexscale.encoding`` never needs it otherwise.
-TF32 is disabled for the duration of the call, so float32 means float32.
+The algorithm itself uses only what numpy arrays and torch tensors share (``@``, ``.T``,
+slicing, integer-array indexing, ``+ - * /``, ``.sum(0)``, ``.mean(0)``) plus the methods of
+a backend object below: array creation and casts, a float64 eigendecomposition, column sums
+of products (computed in the compute dtype and returned in float64, the one point where
+float64 enters the score reductions on every backend), masks and transfers. torch is
+imported lazily; ``cortexscale.encoding`` never needs it otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Any
 
 import numpy as np
 
-__all__ = ["is_tensor", "resolve_backend", "ridge_cv_torch", "torch_available"]
+__all__ = [
+    "BACKENDS",
+    "NumpyBackend",
+    "TorchBackend",
+    "get_backend",
+    "is_tensor",
+    "resolve_backend",
+    "torch_available",
+]
 
 BACKENDS = ("numpy", "torch", "auto")
+_SINGLE_THREAD_EIGH = 4096  # numpy: matrices up to this size are decomposed on one BLAS thread
 
 
 def torch_available() -> bool:
@@ -79,160 +91,249 @@ def resolve_backend(backend: str, device: str | None, *arrays: Any) -> tuple[str
     return "torch", str(device)
 
 
-def _eigh_psd(M):
-    """Eigendecomposition of a float64 PSD tensor, dropping the numerically null space."""
-    import torch
-
-    lam, vec = torch.linalg.eigh(M)
-    tol = max(M.shape[0], 1) * torch.finfo(torch.float64).eps * lam.max().clamp(min=0)
-    keep = lam > tol
-    return lam[keep], vec[:, keep]
+def get_backend(backend: str, device: str | None = None):
+    """The backend object for a resolved name (:func:`resolve_backend`)."""
+    return NumpyBackend() if backend == "numpy" else TorchBackend(device or "cpu")
 
 
-def _fold_factors(X64, folds, primal: bool, dt):
-    """Per fold: (train, val, drop, lam, basis, a_c, a_mean), tensors on the device."""
-    import torch
+class NumpyBackend:
+    """numpy arrays; large products run on threads, one BLAS thread each (see ``workers``)."""
 
-    dev = X64.device
-    n = X64.shape[0]
-    out = []
-    full = X64.T @ X64 if primal else X64 @ X64.T  # (p, p) or (n, n)
-    for train, val in folds:
-        keep = np.zeros(n, dtype=bool)
-        keep[train] = True
-        drop = torch.as_tensor(np.flatnonzero(~keep), device=dev)
-        tr = torch.as_tensor(train, device=dev)
-        va = torch.as_tensor(val, device=dev)
-        if primal:
-            xd = X64[drop]
-            lam, basis = _eigh_psd(full - xd.T @ xd)  # (r,), (p, r)
-            A = X64[va] @ basis  # (n_val, r)
+    name = "numpy"
+    float64 = np.dtype(np.float64)
+
+    def dtype(self, name: str | np.dtype) -> np.dtype:
+        """The backend's dtype for a numpy dtype or its name."""
+        return np.dtype(name)
+
+    def asarray(self, a, dtype=None):
+        """``a`` (array-like) as an array, in ``dtype`` when given (a view when possible)."""
+        a = np.asarray(a)
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+    def index(self, idx: np.ndarray) -> np.ndarray:
+        """Sample indices (int64 ndarray) in the backend's form."""
+        return np.asarray(idx, dtype=np.int64)
+
+    def cast(self, a, dtype):
+        return a.astype(dtype, copy=False)
+
+    def copy(self, a):
+        return a.copy()
+
+    def to_numpy(self, a) -> np.ndarray:
+        return np.asarray(a)
+
+    def zeros(self, shape, dtype):
+        return np.zeros(shape, dtype=dtype)
+
+    def full(self, shape, value, dtype):
+        return np.full(shape, value, dtype=dtype)
+
+    def empty(self, size: int, dtype):
+        return np.empty(size, dtype=dtype)
+
+    def arange(self, start: int, stop: int):
+        return np.arange(start, stop)
+
+    def eigh_psd(self, M):
+        """Eigendecomposition of a float64 PSD matrix (m, m), overwritten, dropping the
+        numerically null space: ``lam`` (r,) above ``m * eps * max(lam)``, ``vec`` (m, r)."""
+        import scipy.linalg
+        from threadpoolctl import threadpool_limits
+
+        # LAPACK syevd; its tridiagonal reduction is memory-bound level-2 BLAS that threads
+        # badly on small matrices (1000 x 1000 on 2 cores: 0.45 s with 1 thread, 0.9-8 s
+        # with 2 under load), so small matrices are decomposed on one thread.
+        limit = 1 if M.shape[0] <= _SINGLE_THREAD_EIGH else None
+        with threadpool_limits(limits=limit, user_api="blas"):
+            lam, vec = scipy.linalg.eigh(M, driver="evd", overwrite_a=True, check_finite=False)
+        tol = max(M.shape[0], 1) * np.finfo(np.float64).eps * max(lam.max(initial=0.0), 0.0)
+        keep = lam > tol
+        return lam[keep], vec[:, keep]
+
+    def matmul(self, a, b, out=None):
+        """``a @ b``, into the flat buffer ``out`` when given."""
+        if out is None:
+            return a @ b
+        return np.matmul(a, b, out=out[: a.shape[0] * b.shape[1]].reshape(a.shape[0], -1))
+
+    def colsum_products(self, a, b):
+        """``sum_n a[..., n, v] * b[..., n, v]`` (batch, v) or (v,), in the compute dtype,
+        returned in float64."""
+        if a.ndim == 3:
+            spec = "knv,knv->kv" if b.ndim == 3 else "knv,nv->kv"
         else:
-            lam, basis = _eigh_psd(full[tr][:, tr])  # (r,), (n_train, r)
-            A = full[va][:, tr] @ basis  # (n_val, r)
-        a_mean = A.mean(0)
-        out.append((tr, va, drop, lam, basis.to(dt), (A - a_mean).to(dt), a_mean))
-    return out
+            spec = "nv,nv->v"
+        return np.einsum(spec, a, b).astype(np.float64)
+
+    def valid_targets(self, Y):
+        """Targets (columns) that are finite and not constant: bool (v,)."""
+        finite = np.isfinite(Y).all(axis=0)
+        with np.errstate(invalid="ignore"):
+            spread = np.ptp(Y, axis=0) if Y.shape[0] else np.zeros(Y.shape[1])
+        return finite & (spread > 0)
+
+    def isnan(self, a):
+        return np.isnan(a)
+
+    def where(self, cond, a, b):
+        return np.where(cond, a, b)
+
+    def sqrt(self, a):
+        with np.errstate(invalid="ignore"):
+            return np.sqrt(a)
+
+    def argmax0(self, a):
+        return np.argmax(a, axis=0)
+
+    def nonzero(self, mask):
+        """Row and column indices of the True entries of a 2-D mask."""
+        return np.nonzero(mask)
+
+    def any(self, a) -> bool:
+        return bool(a.any())
+
+    def all(self, a) -> bool:
+        return bool(a.all())
+
+    def errstate(self):
+        return np.errstate(divide="ignore", invalid="ignore")
+
+    def workers(self) -> int:
+        """Threads to split the targets over: the cores this process may use (CPU
+        affinity), capped by the BLAS thread setting (``OMP_NUM_THREADS``/
+        ``OPENBLAS_NUM_THREADS``, as set by schedulers)."""
+        from threadpoolctl import threadpool_info
+
+        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                 else os.cpu_count())
+        blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        return max(1, min([cores or 1, *blas]))
+
+    def single_thread_blas(self):
+        """Context in which BLAS runs on one thread (around the worker threads)."""
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=1, user_api="blas")
+
+    def compute_context(self):
+        return contextlib.nullcontext()
 
 
-def _fold_scores(factors, B, y_val, alphas64, score: str):
-    """Scores (k, vc) float64 of every penalty on one fold (one stacked GEMM)."""
-    import torch
+class TorchBackend:
+    """torch tensors on one device; TF32 is off during ``compute_context``, so float32 means
+    float32; one worker (torch threads its own kernels)."""
 
-    _, _, _, lam, _, a_c, a_mean = factors
-    k, (n_val, r) = alphas64.shape[0], a_c.shape
-    d = 1.0 / (lam[None, :] + alphas64[:, None])  # (k, r) float64
-    stacked = (a_c[None] * d[:, None, :].to(a_c.dtype)).reshape(k * n_val, r)
-    pred_c = (stacked @ B).reshape(k, n_val, -1)  # (k, n_val, vc)
-    y64 = y_val.to(torch.float64)
-    y_mean = y64.mean(0)  # (vc,)
-    y64 -= y_mean
-    ss_y = (y64 * y64).sum(0)  # (vc,)
-    y_c = y64.to(B.dtype)
-    vc = B.shape[1]
-    ss_p = torch.empty((k, vc), dtype=torch.float64, device=B.device)
-    cross = torch.empty_like(ss_p)
-    for i in range(k):
-        ss_p[i] = torch.sum(pred_c[i] * pred_c[i], 0, dtype=torch.float64)
-        cross[i] = torch.sum(pred_c[i] * y_c, 0, dtype=torch.float64)
-    nan = torch.tensor(float("nan"), dtype=torch.float64, device=B.device)
-    if score == "pearson":
-        den = torch.sqrt(ss_p * ss_y)
-        return torch.where(den > 0, cross / den, nan)
-    pred_mean = (a_mean[None, :] * d) @ B.to(torch.float64)  # (k, vc)
-    ss_res = ss_y - 2 * cross + ss_p + n_val * (y_mean - pred_mean) ** 2
-    return torch.where(ss_y > 0, 1.0 - ss_res / ss_y, nan)
+    name = "torch"
 
+    def __init__(self, device: str):
+        import torch
 
-def ridge_cv_torch(X, Y, folds, alphas: np.ndarray, score: str, dtype: np.dtype,
-                   chunk_size: int, device: str):
-    """Torch implementation behind :func:`~cortexscale.encoding.ridge.ridge_cv`.
+        self.torch = torch
+        self.device = torch.device(device)
+        self.float64 = torch.float64
 
-    Parameters
-    ----------
-    X : ndarray or tensor, shape (n, p)
-        Checked to be finite.
-    Y : ndarray or tensor, shape (n, v)
-    folds : list of (train, val) int64 ndarrays
-    alphas : ndarray of float64, shape (k,)
-    score : {'pearson', 'r2'}
-    dtype : numpy dtype, float32 or float64
-    chunk_size : int
-    device : str
+    def dtype(self, name):
+        return getattr(self.torch, str(np.dtype(name)))
 
-    Returns
-    -------
-    best_alpha (v,), cv_scores (k, v), coef (p, v), valid (v,) : ndarrays
-    """
-    import torch
+    def asarray(self, a, dtype=None):
+        t = self.torch.as_tensor(a, device=self.device)
+        return t if dtype is None else t.to(dtype)
 
-    dt = getattr(torch, str(dtype))
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        with torch.no_grad():
-            return _ridge_cv_torch(torch, X, Y, folds, alphas, score, dt, chunk_size, device)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
+    def index(self, idx: np.ndarray):
+        return self.torch.as_tensor(np.asarray(idx, dtype=np.int64), device=self.device)
 
+    def cast(self, a, dtype):
+        return a.to(dtype)
 
-def _ridge_cv_torch(torch, X, Y, folds, alphas, score, dt, chunk_size, device):
-    X = torch.as_tensor(X, device=device)
-    Y = torch.as_tensor(Y, device=device)
-    (n, p), v, k = X.shape, Y.shape[1], alphas.size
-    X64 = X.to(torch.float64)
-    Xd = X.to(dt)
-    primal = p <= n
-    factors = _fold_factors(X64, folds, primal, dt)
-    lam_all, basis_all = _eigh_psd(X64.T @ X64 if primal else X64 @ X64.T)
-    basis_all = basis_all.to(dt)
-    del X64
-    alphas64 = torch.as_tensor(alphas, dtype=torch.float64, device=device)
+    def copy(self, a):
+        return a.clone()
 
-    # outputs stay on the device until the end: one transfer each
-    cv_scores = torch.full((k, v), float("nan"), dtype=torch.float64, device=device)
-    best_alpha = torch.full((v,), float("nan"), dtype=torch.float64, device=device)
-    coef = torch.zeros((p, v), dtype=dt, device=device)
-    valid = torch.zeros(v, dtype=torch.bool, device=device)
-    for start in range(0, v, chunk_size):
-        stop = min(start + chunk_size, v)
-        Yc = Y[:, start:stop]
-        ok = torch.isfinite(Yc).all(0) & ((Yc.amax(0) - Yc.amin(0)) > 0)
-        valid[start:stop] = ok
-        if not bool(ok.any()):
-            continue
-        Yc = Yc[:, ok].to(dt)  # (n, vc) valid targets
-        XtY = Xd.T @ Yc if primal else None  # (p, vc)
-        total = torch.zeros((k, Yc.shape[1]), dtype=torch.float64, device=device)
-        count = torch.zeros_like(total)
-        for f in factors:
-            tr, va, drop, _, basis, _, _ = f
-            if primal:
-                B = basis.T @ (XtY - Xd[drop].T @ Yc[drop])  # (r, vc)
-            else:
-                B = basis.T @ Yc[tr]  # (r, vc)
-            s = _fold_scores(f, B, Yc[va], alphas64, score)
-            seen = ~torch.isnan(s)
-            total += torch.where(seen, s, 0.0)
-            count += seen
-        mean = torch.where(count > 0, total / count.clamp(min=1), float("nan"))
-        filled = torch.where(torch.isnan(mean), -torch.inf, mean)
-        idx = torch.argmax(filled, 0)  # first maximum: ties go to the smaller penalty
-        idx[torch.isnan(mean).all(0)] = k - 1
-        alpha = alphas64[idx]  # (vc,)
-        D = (1.0 / (lam_all[:, None] + alpha[None, :])).to(dt)  # (r, vc)
-        if primal:
-            c = basis_all @ ((basis_all.T @ XtY) * D)  # (p, vc)
-        else:
-            c = Xd.T @ (basis_all @ ((basis_all.T @ Yc) * D))  # (p, vc)
-        if bool(ok.all()):
-            cv_scores[:, start:stop] = mean
-            best_alpha[start:stop] = alpha
-            coef[:, start:stop] = c
-        else:
-            cols = torch.arange(start, stop, device=device)[ok]
-            cv_scores[:, cols] = mean
-            best_alpha[cols] = alpha
-            coef[:, cols] = c
-    return (best_alpha.cpu().numpy(), cv_scores.cpu().numpy(), coef.cpu().numpy(),
-            valid.cpu().numpy())
+    def to_numpy(self, a) -> np.ndarray:
+        return a.cpu().numpy()
+
+    def zeros(self, shape, dtype):
+        return self.torch.zeros(shape, dtype=dtype, device=self.device)
+
+    def full(self, shape, value, dtype):
+        return self.torch.full(shape, value, dtype=dtype, device=self.device)
+
+    def empty(self, size: int, dtype):
+        return self.torch.empty(size, dtype=dtype, device=self.device)
+
+    def arange(self, start: int, stop: int):
+        return self.torch.arange(start, stop, device=self.device)
+
+    def eigh_psd(self, M):
+        """As :meth:`NumpyBackend.eigh_psd`, with ``torch.linalg.eigh``."""
+        lam, vec = self.torch.linalg.eigh(M)
+        tol = max(M.shape[0], 1) * self.torch.finfo(self.torch.float64).eps
+        keep = lam > tol * lam.max().clamp(min=0)
+        return lam[keep], vec[:, keep]
+
+    def matmul(self, a, b, out=None):
+        if out is None:
+            return a @ b
+        res = out[: a.shape[0] * b.shape[1]].view(a.shape[0], b.shape[1])
+        return self.torch.matmul(a, b, out=res)
+
+    def colsum_products(self, a, b):
+        """As :meth:`NumpyBackend.colsum_products`: products and sums in the compute dtype
+        (one penalty at a time, to bound the temporary), float64 result."""
+        if a.ndim == 2:
+            return (a * b).sum(0).to(self.torch.float64)
+        out = self.torch.empty((a.shape[0], a.shape[2]), dtype=self.torch.float64,
+                               device=a.device)
+        for i in range(a.shape[0]):
+            out[i] = (a[i] * (b[i] if b.ndim == 3 else b)).sum(0)
+        return out
+
+    def valid_targets(self, Y):
+        return self.torch.isfinite(Y).all(0) & ((Y.amax(0) - Y.amin(0)) > 0)
+
+    def isnan(self, a):
+        return self.torch.isnan(a)
+
+    def where(self, cond, a, b):
+        t = self.torch
+        a = a if t.is_tensor(a) else t.tensor(a, dtype=t.float64, device=self.device)
+        b = b if t.is_tensor(b) else t.tensor(b, dtype=t.float64, device=self.device)
+        return t.where(cond, a, b)
+
+    def sqrt(self, a):
+        return self.torch.sqrt(a)
+
+    def argmax0(self, a):
+        return self.torch.argmax(a, 0)
+
+    def nonzero(self, mask):
+        rows, cols = self.torch.nonzero(mask, as_tuple=True)
+        return rows, cols
+
+    def any(self, a) -> bool:
+        return bool(a.any())
+
+    def all(self, a) -> bool:
+        return bool(a.all())
+
+    def errstate(self):
+        return contextlib.nullcontext()
+
+    def workers(self) -> int:
+        return 1
+
+    def single_thread_blas(self):
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def compute_context(self):
+        """No autograd, TF32 off for the duration."""
+        torch = self.torch
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32

@@ -1,44 +1,51 @@
 """Ridge regression with a per-target penalty chosen by grouped cross-validation.
 
-The dominant cost of a ridge scaling study is scoring every penalty on every validation
-fold. Per fold the training features are decomposed once, in float64:
+The algorithm is written once, over the backend primitives of
+:mod:`cortexscale.encoding.backends` (numpy, torch on CPU or CUDA). Per fold the training
+features are decomposed once, in float64:
 
 - primal (``p <= n``): eigendecomposition of the Gram matrix ``X_train.T @ X_train``,
-  downdated from the full Gram matrix (``G - X_val.T @ X_val``);
+  downdated from the full Gram matrix (``G - X_drop.T @ X_drop``);
 - dual (``p > n``): eigendecomposition of the kernel ``X_train @ X_train.T``, a
   sub-block of the full kernel.
 
-Either way the validation predictions for penalty ``alpha`` are
-``A @ diag(1 / (lambda + alpha)) @ B`` with ``A`` (n_val, r) from the features and
-``B`` (r, v) the targets projected once; all penalties are scored with one stacked GEMM
-``(k * n_val, r) @ (r, v_chunk)``, chunk by chunk over targets, and the score reductions
-are accumulated in float64. The refit on all training samples uses one more
-decomposition and a per-target diagonal, so targets with different penalties share
-one GEMM.
+Either way the centred validation predictions for penalty ``alpha`` are
+``U @ diag(1 / (lam + alpha)) @ Z`` with ``U`` (n_val, r) from the features and ``Z``
+(r, v) the training targets projected on the fold's eigenbasis. Every penalty is scored on
+every fold in one of two ways, chosen per fold by their cost (:func:`_choose_mode`):
+
+- **direct**: the predictions of all penalties with one stacked GEMM
+  ``(k * n_val, r) @ (r, v_chunk)`` (primal: the per-penalty filters applied to the
+  features once, ``(k * n_val, p) @ X_train.T @ Y_train``), then their sums of products;
+- **spectral**: the sums themselves from a few GEMMs, without the predictions
+  (:mod:`cortexscale.encoding.ridge_spectral`): for ``k * n_val`` much larger than ``p``.
+
+Both give the same three sums per penalty and target (cross product with the validation
+targets, squared norm, mean), in the compute dtype, cast to float64 at the same point,
+and one function turns them into Pearson r or R^2. The refit on all training samples uses
+one more decomposition and a per-target diagonal, so targets with different penalties
+share one GEMM.
 
 Targets that are constant or hold NaN/inf in the training data are excluded: they get
 a zero coefficient, a NaN penalty and NaN scores, and are reported by the ``valid`` mask
 of :class:`RidgeCVResult`.
-
-Backends: numpy (here) and torch on CPU or CUDA (:mod:`cortexscale.encoding.backends`),
-the same algorithm behind one function.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import scipy.linalg
-from threadpoolctl import threadpool_info, threadpool_limits
 
-from cortexscale.encoding.backends import is_tensor, resolve_backend, ridge_cv_torch
+from cortexscale.encoding import ridge_spectral
+from cortexscale.encoding.backends import get_backend, is_tensor, resolve_backend
 
 __all__ = [
     "DTYPES",
+    "METHODS",
     "SCORES",
     "RidgeCVResult",
     "group_kfold",
@@ -49,8 +56,9 @@ __all__ = [
 
 SCORES = ("pearson", "r2")
 DTYPES = ("float32", "float64")
+METHODS = ("auto", "direct", "spectral")
 _MIN_FILTER_BUDGET = 2**22  # values the primal per-penalty filters may always take
-_SINGLE_THREAD_EIGH = 4096  # matrices up to this size are decomposed on one BLAS thread
+_REDUCTION_COST = 8  # multiply-adds one element of a memory-bound product-sum is worth
 
 
 @dataclass(frozen=True)
@@ -91,19 +99,21 @@ class RidgeCVResult:
 
 @dataclass(frozen=True)
 class _Fold:
-    """Factors of one fold: validation predictions are ``A_c @ diag(1/(lam+alpha)) @ B``."""
+    """Factors of one fold (backend arrays): centred validation predictions are
+    ``a_c @ diag(1/(lam+alpha)) @ Z``."""
 
-    train: np.ndarray  # (n_train,) int64 sample indices
-    val: np.ndarray  # (n_val,) int64 sample indices
-    drop: np.ndarray  # (n - n_train,) int64: validation samples and the gap around them
-    lam: np.ndarray  # (r,) float64 eigenvalues (> 0)
-    basis: np.ndarray  # (p, r) primal V or (n_train, r) dual Q, compute dtype
-    a_c: np.ndarray  # (n_val, r) A centred over validation samples, compute dtype
-    a_mean: np.ndarray  # (r,) float64 column means of A
-    x_drop: np.ndarray | None  # primal: (n - n_train, q) X_drop (q = p) or X_drop @ V (q = r)
-    # primal, filters applied to features: predictions are ``stacked @ X_train.T @ Y_train``
-    stacked: np.ndarray | None = None  # (k * n_val, p) A_c diag(1/(lam+alpha)) V.T per alpha
-    mean_rows: np.ndarray | None = None  # (k, p) float64 a_mean diag(1/(lam+alpha)) V.T
+    train: Any  # (n_train,) int64 sample indices
+    val: Any  # (n_val,) int64 sample indices
+    drop: Any  # (n - n_train,) int64: validation samples and the gap around them
+    lam: Any  # (r,) float64 eigenvalues (> 0)
+    basis: Any  # (p, r) primal V or (n_train, r) dual Q, compute dtype
+    a_c: Any  # (n_val, r) A centred over validation samples, compute dtype
+    mean_rows: Any  # (k, q) float64: mean prediction rows, ``a_mean diag(1/(lam+alpha))
+    #                 [V.T]`` (q = p with filters, else r)
+    x_drop: Any  # primal: (n - n_train, q) X_drop (q = p, filters) or X_drop @ V (q = r)
+    mode: str  # 'filter' | 'project' | 'spectral'
+    stacked: Any = None  # filter: (k * n_val, p) A_c diag(1/(lam+alpha)) V.T per alpha
+    spectral: ridge_spectral.SpectralFactors | None = None
 
 
 # --------------------------------------------------------------------------- folds
@@ -177,13 +187,10 @@ def valid_targets(Y: np.ndarray) -> np.ndarray:
     -------
     valid : ndarray of bool, shape (v,)
     """
-    finite = np.isfinite(Y).all(axis=0)
-    with np.errstate(invalid="ignore"):
-        spread = np.ptp(Y, axis=0) if Y.shape[0] else np.zeros(Y.shape[1])
-    return finite & (spread > 0)
+    return get_backend("numpy").valid_targets(np.asarray(Y))
 
 
-def _check_inputs(X, Y, groups, alphas, n_folds, score, dtype, chunk_size, gap=0):
+def _check_inputs(X, Y, groups, alphas, n_folds, score, dtype, chunk_size, gap, method):
     if not is_tensor(X):
         X = np.asarray(X)
     if not is_tensor(Y):
@@ -213,40 +220,16 @@ def _check_inputs(X, Y, groups, alphas, n_folds, score, dtype, chunk_size, gap=0
         raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
     if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
     folds = group_kfold(groups, n_folds, gap)
     return X, Y, alphas, folds, np.dtype(dtype)
 
 
-# --------------------------------------------------------------------------- solvers
-def _eigh_psd(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigendecomposition of a PSD matrix, dropping the numerically null space.
-
-    Parameters
-    ----------
-    M : ndarray of float64, shape (m, m)
-        Overwritten.
-
-    Returns
-    -------
-    lam : ndarray of float64, shape (r,)
-        Eigenvalues above ``m * eps * max(lam)``.
-    vec : ndarray of float64, shape (m, r)
-    """
-    # LAPACK syevd; its tridiagonal reduction is memory-bound level-2 BLAS that threads
-    # badly on small matrices (1000 x 1000 on 2 cores: 0.45 s with 1 thread, 0.9-8 s with
-    # 2 under load), so small matrices are decomposed on one thread.
-    limit = 1 if M.shape[0] <= _SINGLE_THREAD_EIGH else None
-    with threadpool_limits(limits=limit, user_api="blas"):
-        lam, vec = scipy.linalg.eigh(M, driver="evd", overwrite_a=True, check_finite=False)
-    tol = max(M.shape[0], 1) * np.finfo(np.float64).eps * max(lam.max(initial=0.0), 0.0)
-    keep = lam > tol
-    return lam[keep], vec[:, keep]
-
-
-def _centre_cols(A: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Centre the columns of ``A`` (n, r) in float64; return (A_c in dtype, means (r,))."""
-    mean = A.mean(axis=0)
-    return (A - mean).astype(dtype), mean
+# --------------------------------------------------------------------------- fold factors
+def _shrink(lam, alphas):
+    """Spectral filter ``1 / (lam + alpha)``, float64 (k, r)."""
+    return 1.0 / (lam[None, :] + alphas[:, None])
 
 
 def _dropped(n: int, train: np.ndarray) -> np.ndarray:
@@ -256,188 +239,201 @@ def _dropped(n: int, train: np.ndarray) -> np.ndarray:
     return np.flatnonzero(~keep)
 
 
-def _primal_folds(X64: np.ndarray, folds, dtype: np.dtype, alphas: np.ndarray,
-                  budget: int) -> tuple[list[_Fold], tuple[np.ndarray, np.ndarray]]:
-    """Per-fold factors from the downdated Gram matrix ``X.T @ X`` (p, p).
+def _choose_mode(method: str, primal: bool, filters: bool, r: int, p: int, n_train: int,
+                 n_val: int, n_drop: int, k: int, n_pairs: int) -> str:
+    """Scoring path of one fold: the cheapest in multiply-adds per target, unless forced.
 
-    When the training Gram matrix has full rank and the per-penalty filters of all folds
-    fit in ``budget`` values, they are applied to the features once
+    direct with filters (primal): ``k n_val p + n_drop p`` GEMM work and ``k n_val`` summed
+    products (memory-bound, weighted by ``_REDUCTION_COST``); direct with projection:
+    the projection (primal ``r p + n_drop r``, dual ``n_train r``) + ``k n_val r`` + the
+    sums; spectral: the projection + ``r^2 + n_val r`` + a few ``k r`` +
+    ``k n_pairs`` (:mod:`cortexscale.encoding.ridge_spectral`).
+    """
+    project = r * p + n_drop * r if primal else n_train * r
+    sums = _REDUCTION_COST * 2 * k * n_val
+    direct = (k * n_val * p + n_drop * p + sums) if filters else (project + k * n_val * r + sums)
+    if method == "direct":
+        return "filter" if filters else "project"
+    if method == "spectral":
+        return "spectral"
+    cost = project + ridge_spectral.cost(r, n_val, k, n_pairs)
+    if cost < direct and n_pairs <= ridge_spectral.MAX_PAIRS_PER_MODE * r:
+        return "spectral"
+    return "filter" if filters else "project"
+
+
+def _fold_factors(bk, X64, folds, dt, alphas, budget: int, method: str):
+    """Per-fold factors and the eigenpairs ``(lam, basis)`` of the full problem (refit).
+
+    Primal (``p <= n``): eigendecomposition of the downdated Gram matrix ``X.T @ X``
+    (p, p). When the training Gram matrix has full rank and the per-penalty filters of all
+    folds fit in ``budget`` values, the direct path applies them to the features once
     (``stacked = A_c diag(1/(lam+alpha)) V.T``), which saves projecting the targets on
-    each fold's basis (``r * p`` multiply-adds per target and fold, a tenth of the work
-    with 11 penalties); otherwise the targets are projected per fold and chunk.
-
-    Returns the folds and the eigenpairs ``(lam, V)`` of the full Gram matrix (refit).
+    each fold's basis. Dual (``p > n``): sub-blocks of the kernel ``X @ X.T`` (n, n).
     """
     (n, p), k = X64.shape, alphas.size
-    gram = X64.T @ X64  # (p, p)
-    drops = [_dropped(n, train) for train, _ in folds]
-    mats = [gram - X64[drop].T @ X64[drop] for drop in drops]  # (p, p) each
-    *eig, full = [_eigh_psd(m) for m in mats + [gram]]
-    filters = (all(lam.size == p for lam, _ in eig)
-               and k * p * sum(val.size for _, val in folds) <= budget)
+    primal = p <= n
+    alphas_b = bk.asarray(alphas, bk.float64)
+    full = X64.T @ X64 if primal else X64 @ X64.T  # (p, p) or (n, n)
+    drops = [bk.index(_dropped(n, train)) for train, _ in folds]
+    idx = [(bk.index(train), bk.index(val)) for train, val in folds]
+    if primal:
+        mats = [full - X64[d].T @ X64[d] for d in drops]
+    else:
+        mats = [full[tr][:, tr] for tr, _ in idx]
+    eig = [bk.eigh_psd(m) for m in mats]
+    del mats
+    full_eig = bk.eigh_psd(full)
+    filters = primal and (all(lam.shape[0] == p for lam, _ in eig)
+                          and k * p * sum(val.size for _, val in folds) <= budget)
     out = []
-    for (train, val), drop, (lam, V) in zip(folds, drops, eig, strict=True):
-        a_c, a_mean = _centre_cols(X64[val] @ V, dtype)  # (n_val, r)
-        Vd = V.astype(dtype)  # (p, r)
-        if filters:
-            d = _shrink(lam, alphas)  # (k, r)
-            stacked = (a_c[None] * d[:, None, :].astype(dtype)).reshape(-1, lam.size) @ Vd.T
-            fold = _Fold(train, val, drop, lam, Vd, a_c, a_mean, X64[drop].astype(dtype),
-                         stacked, (a_mean[None, :] * d) @ V.T)
+    for (train, val), (tr, va), drop, (lam, basis) in zip(folds, idx, drops, eig, strict=True):
+        A = X64[va] @ basis if primal else full[va][:, tr] @ basis  # (n_val, r)
+        a_mean = A.mean(0)
+        A -= a_mean
+        r = lam.shape[0]
+        d = _shrink(lam, alphas_b)  # (k, r) float64
+        close = ridge_spectral.close_pairs(bk, lam) if method != "direct" else None
+        mode = _choose_mode(method, primal, filters, r, p, train.size, val.size,
+                            n - train.size, k, 0 if close is None else close[0].shape[0])
+        a_c = bk.cast(A, dt)
+        basis_d = bk.cast(basis, dt)
+        common = dict(train=tr, val=va, drop=drop, lam=lam, basis=basis_d, a_c=a_c, mode=mode)
+        if mode == "filter":
+            stacked = (a_c[None] * bk.cast(d, dt)[:, None, :]).reshape(-1, r) @ basis_d.T
+            fold = _Fold(**common, mean_rows=(a_mean[None, :] * d) @ basis.T,
+                         x_drop=bk.cast(X64[drop], dt), stacked=stacked)
         else:
-            fold = _Fold(train, val, drop, lam, Vd, a_c, a_mean, (X64[drop] @ V).astype(dtype))
+            spectral = (ridge_spectral.factors(bk, lam, A, d, alphas_b, close, dt)
+                        if mode == "spectral" else None)
+            fold = _Fold(**common, mean_rows=a_mean[None, :] * d,
+                         x_drop=bk.cast(X64[drop] @ basis, dt) if primal else None,
+                         spectral=spectral)
         out.append(fold)
-    return out, full
+    return out, full_eig
 
 
-def _dual_folds(X64: np.ndarray, folds, dtype: np.dtype):
-    """Per-fold factors from sub-blocks of the kernel ``X @ X.T`` (n, n).
-
-    Returns the folds and the eigenpairs ``(lam, Q)`` of the full kernel (refit).
-    """
-    kernel = X64 @ X64.T  # (n, n)
-    mats = [kernel[np.ix_(train, train)] for train, _ in folds] + [kernel.copy()]
-    *eig, full = [_eigh_psd(m) for m in mats]
-    out = []
-    for (train, val), (lam, Q) in zip(folds, eig, strict=True):
-        a_c, a_mean = _centre_cols(kernel[np.ix_(val, train)] @ Q, dtype)  # (n_val, r)
-        drop = _dropped(X64.shape[0], train)
-        out.append(_Fold(train, val, drop, lam, Q.astype(dtype), a_c, a_mean, None))
-    return out, full
-
-
-def _project(fold: _Fold, Yc: np.ndarray, XtY: np.ndarray | None) -> np.ndarray:
-    """The training targets as the fold's scoring GEMM takes them: ``B`` (q, v_chunk).
+# --------------------------------------------------------------------------- scoring
+def _project(fold: _Fold, Yc, XtY):
+    """The training targets as the fold's scoring takes them, (q, v_chunk).
 
     Primal with filters: ``X_train.T @ Y_train = X.T @ Y - X_drop.T @ Y_drop`` (q = p);
-    primal: ``V.T @ X_train.T @ Y_train = V.T @ X.T @ Y - (X_drop @ V).T @ Y_drop``
-    (q = r); dual: ``Q.T @ Y_train`` (q = r).
+    primal: ``Z = V.T @ X.T @ Y - (X_drop @ V).T @ Y_drop`` (q = r); dual:
+    ``Z = Q.T @ Y_train`` (q = r).
     """
     if XtY is None:
         return fold.basis.T @ Yc[fold.train]  # (r, vc)
-    B = XtY.copy() if fold.stacked is not None else fold.basis.T @ XtY  # (q, vc)
-    B -= fold.x_drop.T @ Yc[fold.drop]
-    return B
+    B = XtY if fold.mode == "filter" else fold.basis.T @ XtY  # (q, vc)
+    return B - fold.x_drop.T @ Yc[fold.drop]
 
 
-def _shrink(lam: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-    """Spectral filter ``1 / (lam + alpha)``, float64 (k, r)."""
-    return 1.0 / (lam[None, :] + alphas[:, None])
+def _direct_sums(bk, fold: _Fold, B, y_c, alphas, work):
+    """Cross products and squared norms (k, vc) float64 of the centred validation
+    predictions of every penalty, computed with one stacked GEMM into ``work``."""
+    k, (n_val, r), vc = alphas.shape[0], fold.a_c.shape, B.shape[1]
+    if fold.mode == "filter":
+        stacked = fold.stacked  # (k * n_val, p)
+    else:
+        d = bk.cast(_shrink(fold.lam, alphas), fold.a_c.dtype)  # (k, r)
+        stacked = (fold.a_c[None] * d[:, None, :]).reshape(-1, r)
+    if work.shape[0] < k * n_val * vc:  # one worker took more targets than a share
+        work = bk.empty(k * n_val * vc, B.dtype)
+    pred_c = bk.matmul(stacked, B, out=work).reshape(k, n_val, vc)
+    # sums of n_val products per (penalty, target): accurate to ~1e-6 of themselves in
+    # float32, and only combined (with cancellation) in _scores, in float64
+    return bk.colsum_products(pred_c, y_c), bk.colsum_products(pred_c, pred_c)
 
 
-def _fold_scores(
-    fold: _Fold, B: np.ndarray, y_val: np.ndarray, alphas: np.ndarray, score: str,
-    work: np.ndarray | None = None,
-) -> np.ndarray:
-    """Validation scores of every penalty with one stacked GEMM.
+def _scores(bk, score: str, cross, ss_p, ss_y, y_mean, pred_mean, n_val: int):
+    """Validation scores (k, vc) float64 from the sums of one fold.
 
     Parameters
     ----------
-    fold : _Fold
-    B : ndarray, shape (r, vc)
-        Projected training targets.
-    y_val : ndarray, shape (n_val, vc)
-        Validation targets.
-    alphas : ndarray, shape (k,)
-    score : {'pearson', 'r2'}
-    work : ndarray of B's dtype, shape (>= k * n_val * vc,), optional
-        Buffer for the stacked predictions, reused across folds and chunks (a fresh
-        allocation of this size per call costs page faults comparable to a tenth of the
-        GEMM).
+    cross, ss_p : (k, vc) float64
+        ``sum_i pred_c * y_c`` and ``sum_i pred_c ** 2`` over the validation samples, with
+        ``pred_c`` the centred predictions and ``y_c`` the centred targets.
+    ss_y, y_mean : (vc,) float64
+    pred_mean : (k, vc) float64 or None
+        Mean prediction (R^2 only).
 
     Returns
     -------
-    scores : ndarray of float64, shape (k, vc)
+    scores : (k, vc) float64
         NaN where the score is undefined (constant validation targets or predictions).
     """
-    k, (n_val, r), vc = alphas.size, fold.a_c.shape, B.shape[1]
-    if fold.stacked is not None:
-        stacked, mean_rows = fold.stacked, fold.mean_rows  # (k * n_val, p), (k, p)
-    else:
-        d = _shrink(fold.lam, alphas)  # (k, r)
-        stacked = (fold.a_c[None] * d[:, None, :].astype(fold.a_c.dtype)).reshape(-1, r)
-        mean_rows = fold.a_mean[None, :] * d  # (k, r)
-    if work is None or work.size < k * n_val * vc:
-        work = np.empty(k * n_val * vc, dtype=B.dtype)
-    pred_c = np.matmul(stacked, B, out=work[: k * n_val * vc].reshape(k * n_val, vc))
-    pred_c = pred_c.reshape(k, n_val, vc)  # centred predictions
-    y64 = y_val.astype(np.float64)
-    y_mean = y64.mean(axis=0)  # (vc,)
-    y64 -= y_mean
-    ss_y = np.einsum("ij,ij->j", y64, y64)  # (vc,)
-    y_c = y64.astype(B.dtype)
-    # sums of n_val products per (penalty, target): accurate to ~1e-6 of themselves in
-    # float32, and only combined (with cancellation) below, in float64
-    ss_p = np.einsum("knv,knv->kv", pred_c, pred_c).astype(np.float64)  # (k, vc)
-    cross = np.einsum("knv,nv->kv", pred_c, y_c).astype(np.float64)  # (k, vc)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    nan = float("nan")
+    with bk.errstate():
         if score == "pearson":
-            den = np.sqrt(ss_p * ss_y)
-            return np.where(den > 0, cross / den, np.nan)
-        pred_mean = mean_rows @ B.astype(np.float64)  # (k, vc)
+            den = bk.sqrt(ss_p * ss_y)
+            return bk.where(den > 0, cross / den, nan)
         ss_res = ss_y - 2 * cross + ss_p + n_val * (y_mean - pred_mean) ** 2
-        return np.where(ss_y > 0, 1.0 - ss_res / ss_y, np.nan)
+        return bk.where(ss_y > 0, 1.0 - ss_res / ss_y, nan)
 
 
-def _n_workers() -> int:
-    """Cores this process may use: CPU affinity, capped by the BLAS thread setting (which
-    follows ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``, as set by schedulers)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-    return max(1, min([cores or 1, *blas]))
+def _fold_scores(bk, fold: _Fold, Yc, XtY, alphas, score: str, work):
+    """Scores (k, vc) float64 of every penalty on one fold."""
+    B = _project(fold, Yc, XtY)  # (q, vc)
+    y64 = bk.cast(Yc[fold.val], bk.float64)
+    y_mean = y64.mean(0)  # (vc,)
+    y64 = y64 - y_mean
+    ss_y = (y64 * y64).sum(0)  # (vc,)
+    y_c = bk.cast(y64, B.dtype)
+    if fold.mode == "spectral":
+        cross, ss_p = ridge_spectral.sums(bk, fold.spectral, fold.a_c, B, y_c)
+    else:
+        cross, ss_p = _direct_sums(bk, fold, B, y_c, alphas, work)
+    pred_mean = fold.mean_rows @ bk.cast(B, bk.float64) if score == "r2" else None
+    return _scores(bk, score, cross, ss_p, ss_y, y_mean, pred_mean, fold.val.shape[0])
 
 
-def _cv_scores(fold_factors: list[_Fold], Yc: np.ndarray, XtY: np.ndarray | None,
-               alphas: np.ndarray, score: str, works: list[np.ndarray]):
+def _cv_scores(bk, fold_factors: list[_Fold], Yc, XtY, alphas, score: str, works: list):
     """Sum and count over folds of the defined validation scores, each (k, vc) float64.
 
-    The targets are split among ``len(works)`` workers (threads with one BLAS thread
-    each and their own prediction buffer; numpy releases the GIL in GEMMs and
-    reductions), so the GEMMs run as fast as with threaded BLAS and the single-threaded
-    reductions around them run in parallel.
+    With the numpy backend the targets are split among ``len(works)`` workers (threads
+    with one BLAS thread each and their own prediction buffer; numpy releases the GIL in
+    GEMMs and reductions), so the GEMMs run as fast as with threaded BLAS and the
+    single-threaded reductions around them run in parallel. torch has one worker.
     """
-    vc = Yc.shape[1]
-    total = np.zeros((alphas.size, vc))
-    count = np.zeros((alphas.size, vc))
+    k, vc = alphas.shape[0], Yc.shape[1]
+    total = bk.zeros((k, vc), bk.float64)
+    count = bk.zeros((k, vc), bk.float64)
     n = len(works) if vc >= 2 * len(works) else 1  # too few targets to share: one worker
 
     def run(worker: int) -> None:
         part = slice(worker * vc // n, (worker + 1) * vc // n)
         y, xty = Yc[:, part], None if XtY is None else XtY[:, part]
         for fold in fold_factors:
-            s = _fold_scores(fold, _project(fold, y, xty), y[fold.val], alphas, score,
-                             works[worker])
-            seen = ~np.isnan(s)
-            total[:, part] += np.where(seen, s, 0.0)
-            count[:, part] += seen
+            s = _fold_scores(bk, fold, y, xty, alphas, score, works[worker])
+            seen = ~bk.isnan(s)
+            total[:, part] += bk.where(seen, s, 0.0)
+            count[:, part] += bk.cast(seen, bk.float64)
 
     if n == 1:
         run(0)
         return total, count
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n) as pool:
+    with bk.single_thread_blas(), ThreadPoolExecutor(n) as pool:
         list(pool.map(run, range(n)))
     return total, count
 
 
-def _best_alpha_index(cv_scores: np.ndarray) -> np.ndarray:
+def _best_alpha_index(bk, cv_scores):
     """argmax over penalties (k, v) -> (v,); ties go to the smaller penalty, all-NaN
     columns to the largest penalty."""
-    filled = np.where(np.isnan(cv_scores), -np.inf, cv_scores)
-    idx = np.argmax(filled, axis=0)
-    idx[np.isnan(cv_scores).all(axis=0)] = cv_scores.shape[0] - 1
+    nan = bk.isnan(cv_scores)
+    idx = bk.argmax0(bk.where(nan, -np.inf, cv_scores))
+    idx[nan.all(0)] = cv_scores.shape[0] - 1
     return idx
 
 
-def _refit_primal(lam, V, XtY, alpha):
-    """Primal refit ``V diag(1/(lam+alpha_j)) V.T X.T y_j`` for all targets: (p, vc)."""
-    D = 1.0 / (lam[:, None] + alpha[None, :])  # (r, vc)
-    return V @ ((V.T @ XtY) * D.astype(V.dtype))
-
-
-def _refit_dual(lam, Q, X, Yc, alpha):
-    """Dual refit ``X.T Q diag(1/(lam+alpha_j)) Q.T y_j`` for all targets: (p, vc)."""
-    D = 1.0 / (lam[:, None] + alpha[None, :])  # (r, vc)
-    return X.T @ (Q @ ((Q.T @ Yc) * D.astype(Q.dtype)))
+# --------------------------------------------------------------------------- refit
+def _refit(bk, primal: bool, lam, basis, Xd, Yc, XtY, alpha):
+    """Coefficients (p, vc) for per-target penalties ``alpha`` (vc,) in one GEMM chain:
+    primal ``V diag(1/(lam+alpha_j)) V.T X.T y_j``, dual
+    ``X.T Q diag(1/(lam+alpha_j)) Q.T y_j``."""
+    D = bk.cast(1.0 / (lam[:, None] + alpha[None, :]), basis.dtype)  # (r, vc)
+    if primal:
+        return basis @ ((basis.T @ XtY) * D)
+    return Xd.T @ (basis @ ((basis.T @ Yc) * D))
 
 
 def _chunks(v: int, chunk_size: int) -> Iterator[slice]:
@@ -458,6 +454,7 @@ def ridge_cv(
     gap: int = 0,
     backend: str = "numpy",
     device: str | None = None,
+    method: str = "auto",
 ) -> RidgeCVResult:
     """Ridge regression (no intercept) with a per-target penalty chosen by grouped CV.
 
@@ -490,6 +487,10 @@ def ridge_cv(
     device : str, optional
         torch device, e.g. ``'cuda'``; default the inputs' device, else CUDA when
         available, else CPU.
+    method : {'auto', 'direct', 'spectral'}
+        How every penalty is scored on a fold: ``'direct'`` from the validation
+        predictions (one stacked GEMM), ``'spectral'`` from the partial-fraction sums
+        (:mod:`cortexscale.encoding.ridge_spectral`), ``'auto'`` the cheaper per fold.
 
     Returns
     -------
@@ -497,57 +498,58 @@ def ridge_cv(
         ``best_alpha`` (v,), ``cv_scores`` (k, v), ``coef`` (p, v), ``valid`` (v,).
     """
     X, Y, alphas, folds, dt = _check_inputs(
-        X, Y, groups, alphas, n_folds, score, dtype, chunk_size, gap
+        X, Y, groups, alphas, n_folds, score, dtype, chunk_size, gap, method
     )
-    backend, device = resolve_backend(backend, device, X, Y)
-    if backend == "torch":
-        best_alpha, cv_scores, coef, valid = ridge_cv_torch(
-            X, Y, folds, alphas, score, dt, int(chunk_size), device
-        )
-        return RidgeCVResult(best_alpha, cv_scores, coef, valid, alphas, len(folds))
+    name, device = resolve_backend(backend, device, X, Y)
+    bk = get_backend(name, device)
+    with bk.compute_context():
+        best_alpha, cv_scores, coef, valid = _ridge_cv(bk, X, Y, folds, alphas, score,
+                                                       bk.dtype(dt), int(chunk_size), method)
+    return RidgeCVResult(best_alpha, cv_scores, coef, valid, alphas, len(folds))
+
+
+def _ridge_cv(bk, X, Y, folds, alphas, score, dt, chunk_size, method):
+    X, Y = bk.asarray(X), bk.asarray(Y)
     (n, p), v, k = X.shape, Y.shape[1], alphas.size
-    valid = valid_targets(Y)
-    X64 = X.astype(np.float64)
-    Xd = X.astype(dt)
+    valid = bk.valid_targets(Y)
+    X64 = bk.cast(X, bk.float64)
+    Xd = bk.cast(X, dt)
     primal = p <= n
     # the prediction buffers hold k * n_val * chunk values; the primal filters may take as
     # much (and always a few MB)
     n_val_max = max(val.size for _, val in folds)
-    budget = max(k * n_val_max * min(int(chunk_size), v), _MIN_FILTER_BUDGET)
-    fold_factors, (lam_all, basis_all) = (
-        _primal_folds(X64, folds, dt, alphas, budget) if primal else _dual_folds(X64, folds, dt)
-    )
-    basis_all = basis_all.astype(dt)
+    budget = max(k * n_val_max * min(chunk_size, v), _MIN_FILTER_BUDGET)
+    fold_factors, (lam_all, basis_all) = _fold_factors(bk, X64, folds, dt, alphas, budget,
+                                                       method)
+    basis_all = bk.cast(basis_all, dt)
     del X64
+    alphas_b = bk.asarray(alphas, bk.float64)
 
-    cv_scores = np.full((k, v), np.nan)
-    best_alpha = np.full(v, np.nan)
-    coef = np.zeros((p, v), dtype=dt)
-    # one worker per core, each with one BLAS thread and its own prediction buffer: the
-    # GEMMs run as fast as with threaded BLAS, and the reductions around them in parallel
-    n_workers = _n_workers()
-    part = -(-min(int(chunk_size), v) // n_workers)  # targets per worker, rounded up
-    works = [np.empty(k * n_val_max * part, dtype=dt) for _ in range(n_workers)]
-    for sl in _chunks(v, int(chunk_size)):
+    cv_scores = bk.full((k, v), float("nan"), bk.float64)
+    best_alpha = bk.full((v,), float("nan"), bk.float64)
+    coef = bk.zeros((p, v), dt)
+    n_workers = bk.workers()
+    part = -(-min(chunk_size, v) // n_workers)  # targets per worker, rounded up
+    direct = any(f.mode != "spectral" for f in fold_factors)
+    works = [bk.empty(k * n_val_max * part if direct else 0, dt) for _ in range(n_workers)]
+    for sl in _chunks(v, chunk_size):
         ok = valid[sl]
-        if not ok.any():
+        if not bk.any(ok):
             continue
-        whole = bool(ok.all())
+        whole = bk.all(ok)
         # (n, vc) valid targets: a view when possible (GEMMs take row-strided arrays)
-        Yc = Y[:, sl].astype(dt, copy=False) if whole else Y[:, sl][:, ok].astype(dt)
+        Yc = bk.cast(Y[:, sl] if whole else Y[:, sl][:, ok], dt)
         XtY = Xd.T @ Yc if primal else None  # (p, vc)
-        total, count = _cv_scores(fold_factors, Yc, XtY, alphas, score, works)
-        with np.errstate(invalid="ignore"):
-            mean_scores = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-        alpha = alphas[_best_alpha_index(mean_scores)]  # (vc,)
-        cols = sl if whole else np.arange(sl.start, sl.stop)[ok]
+        total, count = _cv_scores(bk, fold_factors, Yc, XtY, alphas_b, score, works)
+        with bk.errstate():
+            mean_scores = bk.where(count > 0, total / (count + (count == 0)), float("nan"))
+        alpha = alphas_b[_best_alpha_index(bk, mean_scores)]  # (vc,)
+        cols = sl if whole else bk.arange(sl.start, sl.stop)[ok]
         cv_scores[:, cols] = mean_scores
         best_alpha[cols] = alpha
-        if primal:
-            coef[:, cols] = _refit_primal(lam_all, basis_all, XtY, alpha)
-        else:
-            coef[:, cols] = _refit_dual(lam_all, basis_all, Xd, Yc, alpha)
-    return RidgeCVResult(best_alpha, cv_scores, coef, valid, alphas, len(folds))
+        coef[:, cols] = _refit(bk, primal, lam_all, basis_all, Xd, Yc, XtY, alpha)
+    return (bk.to_numpy(best_alpha), bk.to_numpy(cv_scores), bk.to_numpy(coef),
+            bk.to_numpy(valid))
 
 
 def ridge_predict(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
