@@ -16,6 +16,8 @@ import os
 from typing import Any
 
 import numpy as np
+import scipy.linalg
+from threadpoolctl import threadpool_info, threadpool_limits
 
 __all__ = [
     "BACKENDS",
@@ -139,9 +141,6 @@ class NumpyBackend:
     def eigh_psd(self, M):
         """Eigendecomposition of a float64 PSD matrix (m, m), overwritten, dropping the
         numerically null space: ``lam`` (r,) above ``m * eps * max(lam)``, ``vec`` (m, r)."""
-        import scipy.linalg
-        from threadpoolctl import threadpool_limits
-
         # LAPACK syevd; its tridiagonal reduction is memory-bound level-2 BLAS that threads
         # badly on small matrices (1000 x 1000 on 2 cores: 0.45 s with 1 thread, 0.9-8 s
         # with 2 under load), so small matrices are decomposed on one thread.
@@ -204,8 +203,6 @@ class NumpyBackend:
         """Threads to split the targets over: the cores this process may use (CPU
         affinity), capped by the BLAS thread setting (``OMP_NUM_THREADS``/
         ``OPENBLAS_NUM_THREADS``, as set by schedulers)."""
-        from threadpoolctl import threadpool_info
-
         cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                  else os.cpu_count())
         blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
@@ -213,8 +210,6 @@ class NumpyBackend:
 
     def single_thread_blas(self):
         """Context in which BLAS runs on one thread (around the worker threads)."""
-        from threadpoolctl import threadpool_limits
-
         return threadpool_limits(limits=1, user_api="blas")
 
     def compute_context(self):
