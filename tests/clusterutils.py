@@ -18,7 +18,8 @@ def cluster_config() -> dict:
     """The tiny study, as the Slurm and fault tests run it (one config for every run)."""
     cfg = tiny_config()
     # two grid points (hidden 8 and 16), so that every Slurm job's overhead counts twice only
-    cfg["grid"] = {**cfg["grid"], "data_sizes": [256]}
+    cfg["grid"] = {**cfg["grid"], "data_sizes": [256], "seeds": [0]}
+    cfg["reference"] = {"enabled": False}  # the reference arm runs in the local tiny study
     cfg["resources"] = {**cfg.get("resources", {}), "mem_mb": 500, "runtime": 10}
     return cfg
 

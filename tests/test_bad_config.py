@@ -93,7 +93,6 @@ YAML_CASES = [
     ("python-object", "study: !!python/object/apply:os.system ['touch PWNED']\n",
      ["is not valid YAML"]),
     ("not-a-mapping", "- a\n- b\n", ["the config must be a mapping"]),
-    ("empty-file", "", ["required"]),
 ]
 
 
@@ -109,6 +108,15 @@ def test_validate_refuses_yaml(tmp_path, capsys, monkeypatch, text, words):
     for word in words:
         assert word in err, f"{word!r} not in {err!r}"
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_empty_study_file(tmp_path, capsys):
+    """An empty study changes nothing: Snakemake runs the default study; alone it is empty."""
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    assert main(["validate", str(path)]) == 0
+    assert main(["validate", "--standalone", str(path)]) == 2
+    assert "lacks a required key" in capsys.readouterr().err
 
 
 def test_missing_config_file(tmp_path, capsys):
@@ -152,3 +160,32 @@ def test_encode_refuses_delays_longer_than_a_run():
 def test_default_config_is_strict_clean():
     """The shipped default study passes the stricter types (no float counts, no NaN)."""
     load_config(REPO / "config" / "config.yaml")
+
+
+# --------------------------------------------------------------- validate = what Snakemake runs
+@pytest.mark.parametrize("study", sorted((REPO / "config" / "studies").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_study_validates(study, capsys):
+    assert main(["validate", str(study)]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def test_partial_study_is_merged_over_the_default(tmp_path, capsys):
+    """A study file with only the keys it changes validates, as `--configfile` runs it."""
+    path = tmp_path / "mine.yaml"
+    path.write_text("study: mine\npretrain:\n  steps: 30\n")
+    assert main(["validate", str(path)]) == 0
+    assert main(["validate", "--standalone", str(path)]) == 2  # alone it lacks the corpus etc.
+    assert "'corpus'" in capsys.readouterr().err
+
+
+def test_validate_lists_every_problem_with_the_semantic_checks(tmp_path, capsys):
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "encoding:\n  delays: [1, 500]\n"
+        "pretrained_models:\n  ensembles:\n    - {name: e, members: [tiny-vit, nope]}\n"
+    )
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "mine.yaml (merged over" in err
+    assert "500 TRs" in err and "member(s) ['nope']" in err

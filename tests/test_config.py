@@ -15,9 +15,28 @@ from cortexscale.config import (
 )
 
 
+def fixed_grid_config() -> dict:
+    """The default study with the fixed-size grid it had before the IsoFLOP default (2 data
+    sizes x 4 models x 2 precisions, 8 x 1088 frames) and no reference arm: what these tests
+    of the one_at_a_time checks start from."""
+    cfg = load_default_config()
+    cfg["corpus"].update(n_sources=8, frames_per_source=1088)
+    cfg["grid"] = {"data_sizes": [2048, 8192], "base": {"hidden": 64, "layers": 2, "heads": 2},
+                   "vary": {"hidden": [32, 64], "layers": [1, 2], "heads": [1, 2]},
+                   "mode": "one_at_a_time", "precision": ["fp32", "bf16"]}
+    cfg["reference"] = {"enabled": False}
+    return cfg
+
+
 def test_default_config_is_valid():
     cfg = load_config(REPO / "config" / "config.yaml")
-    assert cfg["grid"]["mode"] == "one_at_a_time"
+    # the default study identifies the compute-optimal allocation: an IsoFLOP design with at
+    # least 3 budgets over 10x, 3 models and 2 seeds (issue 14)
+    grid = cfg["grid"]
+    budgets = sorted(float(b) for b in grid["budgets"])
+    assert grid["mode"] == "isoflop" and len(budgets) >= 3 and budgets[-1] / budgets[0] >= 10
+    assert len(grid["models"]) >= 3 and len(grid["seeds"]) >= 2
+    assert cfg["reference"]["n_params"] and cfg["pretrained_models"]["models"]
 
 
 def test_paper_study_is_valid_over_the_default():
@@ -37,28 +56,28 @@ def test_defaults_are_filled():
 
 
 def test_unknown_key_names_key_and_allowed():
-    cfg = load_default_config()
+    cfg = fixed_grid_config()
     cfg["grid"]["hiden"] = [1]
     with pytest.raises(ConfigError, match=r"unknown key\(s\) 'hiden' in 'grid'; allowed keys: base"):
         check_config(cfg, "my.yaml")
 
 
 def test_wrong_type_names_key_and_value():
-    cfg = load_default_config()
+    cfg = fixed_grid_config()
     cfg["pretrain"]["steps"] = "many"
     with pytest.raises(ConfigError, match=r"'pretrain.steps' must be of type integer; given \"many\""):
         check_config(cfg)
 
 
 def test_enum_names_allowed_values():
-    cfg = load_default_config()
+    cfg = fixed_grid_config()
     cfg["grid"]["precision"] = ["fp8"]
     with pytest.raises(ConfigError, match=r"'grid.precision.0' must be one of \['fp32', 'fp16', 'bf16'\]"):
         check_config(cfg)
 
 
 def test_every_error_is_reported_at_once():
-    cfg = load_default_config()
+    cfg = fixed_grid_config()
     cfg["seed"] = -1
     cfg["encoding"]["dtype"] = "float16"
     with pytest.raises(ConfigError) as info:
@@ -67,14 +86,14 @@ def test_every_error_is_reported_at_once():
 
 
 def test_hidden_smaller_than_heads_is_impossible():
-    cfg = load_default_config()
+    cfg = fixed_grid_config()
     cfg["grid"]["vary"]["hidden"] = [1]
     with pytest.raises(ConfigError, match="hidden size 1 with 2 heads"):
         check_config(cfg)
 
 
 def test_data_size_larger_than_synthetic_corpus_names_both_numbers():
-    cfg = load_default_config()
+    cfg = fixed_grid_config()
     cfg["corpus"].update(n_sources=8, frames_per_source=1024)
     cfg["grid"]["data_sizes"] = [10**6]
     with pytest.raises(ConfigError, match=r"needs 62500 clips .* holds 512"):
@@ -82,28 +101,28 @@ def test_data_size_larger_than_synthetic_corpus_names_both_numbers():
 
 
 def test_data_size_smaller_than_a_clip():
-    cfg = load_default_config()
+    cfg = fixed_grid_config()
     cfg["grid"]["data_sizes"] = [4]
     with pytest.raises(ConfigError, match="less than one clip"):
         check_config(cfg)
 
 
 def test_downsample_must_divide_the_clip():
-    cfg = load_default_config()
+    cfg = fixed_grid_config()
     cfg["corpus"]["height"] = 36
     with pytest.raises(ConfigError, match=r"factor 8 does not divide corpus.height = 36"):
         check_config(cfg)
 
 
 def test_feature_layer_must_exist_in_every_model():
-    cfg = load_default_config()
+    cfg = fixed_grid_config()
     cfg["features"]["layers"] = [1]
     with pytest.raises(ConfigError, match="smallest grid model has 1 blocks"):
         check_config(cfg)
 
 
 def test_too_few_training_runs():
-    cfg = load_default_config()
+    cfg = fixed_grid_config()
     cfg["fmri"]["repeated_runs"] = 3
     with pytest.raises(ConfigError, match="leaves 1 training run"):
         check_config(cfg)
@@ -131,7 +150,7 @@ def test_sections_are_validated_alone():
 
 
 def test_cli_validate_reports_bad_config(tmp_path):
-    cfg = load_default_config()
+    cfg = fixed_grid_config()
     cfg["rois"] = []
     path = write_yaml(tmp_path / "bad.yaml", cfg)
     proc = subprocess.run(
@@ -139,7 +158,7 @@ def test_cli_validate_reports_bad_config(tmp_path):
         capture_output=True, text=True, env=tool_env(), check=False,
     )
     assert proc.returncode == 2
-    assert "bad.yaml is not a valid cortexscale config" in proc.stderr
+    assert "bad.yaml (merged over" in proc.stderr and "is not a valid cortexscale config" in proc.stderr
     assert "'rois'" in proc.stderr
 
 
@@ -149,7 +168,7 @@ def test_cli_validate_accepts_default():
         capture_output=True, text=True, env=tool_env(), check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "16 grid points x 2 subjects x 4 ROIs" in proc.stdout
+    assert "18 grid points x 2 subjects x 4 ROIs" in proc.stdout
 
 
 def test_workflow_stops_before_any_job_on_bad_config(tmp_path):
@@ -191,7 +210,7 @@ def _fits_reserve(cfg: dict) -> dict:
 
 
 def _isoflop(**grid) -> dict:
-    cfg = _fits_reserve(load_default_config())
+    cfg = _fits_reserve(fixed_grid_config())
     cfg["grid"] = {"mode": "isoflop", "budgets": [1e11, "3e11", 1e12],
                    "models": [{"hidden": 32, "layers": 1, "heads": 2},
                               {"hidden": 64, "layers": 2, "heads": 2}],
@@ -207,7 +226,7 @@ def test_an_isoflop_grid_needs_no_data_sizes_base_or_vary():
     names = [p.name for p in expand(cfg["grid"])]
     assert len(names) == 3 * 2 * 2 and names[0] == "c1e11_h32_l1_a2_fp32_s0"
     # merged over the default (data_sizes, base, vary present): ignored, still valid
-    merged = merge(_fits_reserve(load_default_config()), {"grid": _isoflop()["grid"]})
+    merged = merge(_fits_reserve(fixed_grid_config()), {"grid": _isoflop()["grid"]})
     assert [p.name for p in expand(check_config(merged)["grid"])] == names
 
 
@@ -221,7 +240,7 @@ def test_an_isoflop_grid_needs_no_data_sizes_base_or_vary():
       "precision": ["fp32"]}, r"'grid.budgets.0' must match the pattern"),
 ])
 def test_the_schema_requires_each_modes_keys(grid, match):
-    cfg = _fits_reserve(load_default_config())
+    cfg = _fits_reserve(fixed_grid_config())
     cfg["grid"] = grid
     with pytest.raises(ConfigError, match=match):
         check_config(cfg)
@@ -260,7 +279,7 @@ def test_single_epoch_refuses_more_tokens_than_the_pool_holds():
 
 
 def test_tokens_axis_checks_steps_and_single_epoch():
-    cfg = _fits_reserve(load_default_config())
+    cfg = _fits_reserve(fixed_grid_config())
     cfg["grid"]["tokens"] = [64 * 16 * 40]  # 40 steps of 16 clips x 64 tokens
     assert len(check_config(cfg)["grid"]["tokens"]) == 1
     cfg["grid"]["tokens"] = [64 * 16 * 5]
@@ -274,7 +293,7 @@ def test_tokens_axis_checks_steps_and_single_epoch():
 
 
 def test_a_data_size_that_leaves_no_room_for_validation_names_size_pool_and_clips():
-    cfg = load_default_config()
+    cfg = fixed_grid_config()
     cfg["corpus"].update(n_sources=8, frames_per_source=1024)  # 512 clips; 8192 frames = all
     cfg["grid"]["data_sizes"] = [2048, 8192]
     with pytest.raises(ConfigError, match=r"grid.data_sizes: 8192 frames needs 512 clips but "

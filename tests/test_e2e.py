@@ -1,60 +1,83 @@
 """The whole workflow, run by Snakemake on a tiny synthetic study."""
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
-from wfutils import run_snakemake, tiny_config, write_yaml
+import yaml
+from wfutils import run_snakemake
 
 from cortexscale.config import check_config
 from cortexscale.grid import expand
+from cortexscale.references import expand_references
+from cortexscale.scaling.table import TABLE_COLUMNS
 
-COLUMNS = [
-    "grid", "data_size", "hidden", "layers", "heads", "precision", "subject", "roi",
-    "n_parcels", "mean_r", "median_r", "max_r", "mean_normalised", "n_significant", "n_params", "train_flops", "tokens_seen",
-    "final_val_loss",
-]
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_tiny_study_end_to_end(tiny_study):
+    """The session's tiny study (conftest ``tiny_study``: a fixed-size grid, 2 seeds, the
+    planted reference at 3 budgets x 3 sizes, the pretrained arm), read as a user would."""
+    work = tiny_study
+    path = work / "tiny.yaml"
+    results = work / "results"
+    table = pd.read_csv(results / "tables" / "encoding.tsv", sep="\t")
+    full = check_config(yaml.safe_load(path.read_text()))
+    points, refs = expand(full["grid"]), expand_references(full)
+    assert list(table.columns) == list(TABLE_COLUMNS)
+    n_rows = (len(points) + len(refs)) * len(full["subjects"]) * len(full["rois"])
+    assert len(table) == n_rows
+    assert set(table["grid"]) == {p.name for p in points} | {r.name for r in refs}
+    assert set(table["seed"]) == {0, 1} and set(table["family"]) == {
+        "videogpt", "planted", "latents", "random"}
+    for col in ("mean_r", "median_r", "max_r"):
+        r = table[col].to_numpy()
+        assert np.isfinite(r).all() and (np.abs(r) <= 1).all(), col
+    gpt = table[table["family"] == "videogpt"]
+    assert (gpt["n_params"] > 0).all() and (gpt["train_flops"] > 0).all()
+    # the true latents beat random features in every ROI of every subject
+    wide = table.pivot_table(index=["subject", "roi"], columns="family", values="mean_r")
+    assert (wide["latents"] > wide["random"]).all(), wide
+    parcels = pd.read_csv(results / "tables" / "parcels.tsv", sep="\t")
+    n_points = len(points) + len(refs)
+    assert len(parcels) == n_points * full["fmri"]["n_parcels"] * len(full["subjects"])
+    assert (results / "tables" / "encoding.parquet").is_file()
+
+    # honest fits: none on fewer than 3 x values, no correlation asymptote above 1
+    fits = pd.read_csv(results / "tables" / "scaling_fits.tsv", sep="\t")
+    fitted = fits[fits["status"] == "ok"]
+    assert (fitted["n_x"] >= 3).all()
+    sat = fitted[fitted["law"] == "saturating"]
+    assert (sat["r_inf"] <= 1 + 1e-12).all()
+    # the planted reference's allocation is identified: finite N* and D* with intervals
+    alloc = pd.read_csv(results / "tables" / "allocation.tsv", sep="\t")
+    law = alloc[(alloc["family"] == "planted") & (alloc["method"] == "isoflop_power_law")
+                & (alloc["target"] == "val_loss")]
+    assert len(law) == 1 and law["status"].iloc[0] == "ok", alloc.to_string()
+    for col in ("exponent_n", "exponent_n_lo", "exponent_n_hi", "exponent_d"):
+        assert np.isfinite(law[col]).all(), col
+    summary = (results / "summary.md").read_text()
+    assert "tenfold" not in summary
+    assert "Planted reference" in summary and "seeds" in summary
+    for fig in ("frontier.png", "loss_curves.png", "precision.png", "brain_map.png",
+                "scaling_fits.png", "factors.png", "scaling_data_size.png",
+                "scaling_params.png", "isoflop.png", "allocation.png"):
+        assert (results / "figures" / fig).read_bytes()[:4] == b"\x89PNG", fig
+    report = run_snakemake(work, "--configfile", str(path), "--report",
+                           str(work / "report.html"))
+    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
+    html = (work / "report.html").read_text(errors="replace")
+    assert "scaling_fits.tsv" in html and "frontier.png" in html
+    # every stage left its log
+    assert (work / "logs" / "tokenizer.log").is_file()
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_tiny_study_end_to_end(tmp_path):
-    cfg = tiny_config()
-    path = write_yaml(tmp_path / "tiny.yaml", cfg)
-    proc = run_snakemake(tmp_path, "--cores", "2", "--configfile", str(path), timeout=280)
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
-
-    table = pd.read_csv(tmp_path / "results" / "tables" / "encoding.tsv", sep="\t")
-    full = check_config(cfg)
-    points = expand(full["grid"])
-    assert list(table.columns[: len(COLUMNS)]) == COLUMNS
-    assert len(table) == len(points) * len(full["subjects"]) * len(full["rois"])
-    assert set(table["grid"]) == {p.name for p in points}
-    for col in ("mean_r", "median_r", "max_r"):
-        r = table[col].to_numpy()
-        assert np.isfinite(r).all() and (np.abs(r) <= 1).all(), col
-    assert (table["n_params"] > 0).all() and (table["train_flops"] > 0).all()
-    for fig in ("scaling_data_size.png", "scaling_params.png"):
-        png = tmp_path / "results" / "figures" / fig
-        assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
-    parcels = pd.read_csv(tmp_path / "results" / "tables" / "parcels.tsv", sep="\t")
-    assert len(parcels) == len(points) * full["fmri"]["n_parcels"] * len(full["subjects"])
-    assert (tmp_path / "results" / "tables" / "encoding.parquet").is_file()
-    fits = pd.read_csv(tmp_path / "results" / "tables" / "scaling_fits.tsv", sep="\t")
-    assert set(fits["axis"]) >= {"data_size", "n_params"}
-    summary = (tmp_path / "results" / "summary.md").read_text()
-    assert "tenfold increase" in summary and "compute frontier" in summary
-    assert (tmp_path / "results" / "figures" / "frontier.png").stat().st_size > 1000
-    for fig in ("loss_curves.png", "precision.png", "brain_map.png", "scaling_fits.png",
-                "factors.png"):
-        assert (tmp_path / "results" / "figures" / fig).stat().st_size > 1000
-    report = run_snakemake(tmp_path, "--configfile", str(path), "--report",
-                           str(tmp_path / "results" / "report.html"))
-    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
-    html = (tmp_path / "results" / "report.html").read_text(errors="replace")
-    assert "scaling_fits.tsv" in html and "frontier.png" in html
-    # every stage left its log
-    assert (tmp_path / "logs" / "tokenizer.log").is_file()
-
-    again = run_snakemake(tmp_path, "--cores", "2", "--configfile", str(path))
+def test_second_run_has_nothing_to_do(tiny_study, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(tiny_study, work, symlinks=True)
+    again = run_snakemake(work, "-n", "--configfile", str(work / "tiny.yaml"))
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr

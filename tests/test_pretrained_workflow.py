@@ -8,8 +8,7 @@ import yaml
 from test_workflow_dryrun import dry_run, pretrained_counts
 from wfutils import REPO, load_default_config, write_yaml
 
-from cortexscale.config import ConfigError, check_config, merge
-from cortexscale.features.pretrained import check_models_config
+from cortexscale.config import ConfigError, check_config, check_models_config, merge
 
 
 def test_matsuyama_study_dry_runs(tmp_path):

@@ -66,6 +66,7 @@ def nasty_study(tmp_path: Path) -> tuple[Path, dict]:
     root = tmp_path / NASTY
     cfg = tiny_config()
     cfg["fmri"] = {"source": "prepared", "root": str(root / "fmri")}
+    cfg["reference"] = {"enabled": False}  # the synthetic world's arm
     cfg["corpus"] = {**cfg["corpus"], "source": "frames_h5", "path": str(root / "frames.h5")}
     cfg["pretrained_models"] = {
         "models": [{"name": "user-model", "path": str(root / "model"), "n_params": 10}],

@@ -8,6 +8,7 @@ from wfutils import REPO, load_default_config, run_snakemake, tiny_config, write
 
 from cortexscale.config import check_config, merge
 from cortexscale.grid import expand
+from cortexscale.references import expand_references
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -40,17 +41,21 @@ def pretrained_counts(cfg: dict) -> dict[str, int]:
 
 def expected_counts(cfg: dict) -> dict[str, int]:
     n_points = len(expand(cfg["grid"]))
+    n_refs = len(expand_references(cfg))
     out = {
         "corpus": 1,
         "fmri_check": 1,
         "tokenizer": 1,
         "pretrain": n_points,
         "features": n_points,
-        "encode": n_points * len(cfg["subjects"]) * len(cfg["rois"]),
+        # one encode job per (grid or reference point) x subject, every ROI in it
+        "encode": (n_points + n_refs) * len(cfg["subjects"]),
         "aggregate": 1,
         "analyse": 1,
         "all": 1,
     }
+    if n_refs:
+        out["reference_features"] = n_refs
     if cfg["fmri"]["source"] == "synthetic":
         out["fmri_synthetic"] = 1
         out["brain_maps"] = 1
@@ -70,14 +75,25 @@ def test_paper_sweep_job_counts(tmp_path):
     cfg = check_config(merge(load_default_config(), yaml.safe_load(study.read_text())))
     counts = dry_run(tmp_path, study)
     assert counts == expected_counts(cfg)
-    # 4 data sizes x 9 model configs x 2 precisions; 4 subjects x 4 ROIs
-    assert counts["pretrain"] == 72 and counts["encode"] == 1152
+    # 4 data sizes x 9 model configs x 2 precisions; 4 subjects (every ROI in one job)
+    assert counts["pretrain"] == 72 and counts["encode"] == 288
+
+
+def test_default_study_job_counts(tmp_path):
+    cfg = load_default_config()
+    path = write_yaml(tmp_path / "study.yaml", cfg)
+    counts = dry_run(tmp_path, path)
+    assert counts == expected_counts(check_config(cfg))
+    # 3 budgets x 3 models x 2 seeds; 3 budgets x 5 sizes x 2 seeds planted points, and the
+    # latents and random features at 2 seeds
+    assert counts["pretrain"] == 18 and counts["reference_features"] == 34
 
 
 @pytest.mark.parametrize("mode", ["one_at_a_time", "product"])
-def test_default_study_job_counts(tmp_path, mode):
-    cfg = load_default_config()
+def test_fixed_size_designs_job_counts(tmp_path, mode):
+    cfg = tiny_config()
     cfg["grid"]["mode"] = mode
+    cfg["grid"]["vary"] = {"hidden": [8, 16], "layers": [1, 2], "heads": []}
     path = write_yaml(tmp_path / "study.yaml", cfg)
     assert dry_run(tmp_path, path) == expected_counts(check_config(cfg))
 

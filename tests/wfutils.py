@@ -58,6 +58,10 @@ TINY_OVERRIDES = {
                  "eval_clips": 4},
     "encoding": {"alphas": {"min": -1, "max": 3, "n": 5}, "delays": [1, 2], "cv_folds": 2},
     "scaling": {"n_boot": 50},
+    # the planted law at 3 budgets x 5 sizes (its optima lie inside), one noise seed
+    "reference": {"budgets": ["1e10", "3e10", "1e11"],
+                  "n_params": [2500, 5000, 10000, 20000, 40000],
+                  "seeds": [0]},
 }
 
 
@@ -66,3 +70,23 @@ def tiny_config() -> dict:
     from cortexscale.config import merge
 
     return merge(load_default_config(), TINY_OVERRIDES)
+
+
+def run_tiny_study(work: Path, cfg: dict | None = None, timeout: float = 400) -> Path:
+    """Run the whole tiny study (``cfg``, default :func:`tiny_config`; every target) in
+    ``work`` once.
+
+    The config is ``work / 'tiny.yaml'``; Snakemake's output is kept beside the work dir as
+    ``work.parent / (work.name + '.log')`` (outside the work dir, so copies of it do not carry
+    it). A second call with the same ``work`` finds the finished run and returns at once.
+    """
+    log = work.parent / f"{work.name}.log"
+    if log.is_file() and (work / "results" / "summary.md").is_file():
+        return work
+    work.mkdir(parents=True, exist_ok=True)
+    config = write_yaml(work / "tiny.yaml", tiny_config() if cfg is None else cfg)
+    proc = run_snakemake(work, "--cores", "2", "--configfile", str(config), timeout=timeout)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-5000:]
+    log.write_text(out)
+    return work

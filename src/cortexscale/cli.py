@@ -39,7 +39,7 @@ def _settings(args: argparse.Namespace, needed: Sequence[str]) -> dict[str, Any]
 
 
 _OPTIONAL = {"seed", "tokenizer", "pretrain", "features", "encoding", "resources", "scaling",
-             "study", "pretrained_models"}
+             "study", "pretrained_models", "reference"}
 
 
 def _limit_threads(n: int) -> None:
@@ -55,7 +55,9 @@ def _limit_threads(n: int) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    cfg = load_config(args.config)
+    from cortexscale.config import load_study
+
+    cfg = load_config(args.config) if args.standalone else load_study(args.config, args.base)
     from cortexscale.grid import expand
 
     points = expand(cfg["grid"])
@@ -222,14 +224,27 @@ def cmd_features(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_reference_features(args: argparse.Namespace) -> None:
+    s = _settings(args, ["fmri", "corpus", "seed", "reference"])
+    from cortexscale.features.reference_stage import write_reference
+
+    write_reference(args.name, s, args.fmri_root, args.out, args.summary)
+
+
 def cmd_encode(args: argparse.Namespace) -> None:
     s = _settings(args, ["encoding"])
+    if len(args.roi) != len(args.out):
+        raise ConfigError(
+            f"encode: --out must give one table per --roi; expected {len(args.roi)} "
+            f"({', '.join(args.roi)}), found {len(args.out)}"
+        )
     from cortexscale.encoding.stage import run_encoding
 
-    run_encoding(
-        args.features, args.fmri_root, args.subject, args.roi, args.out, s["encoding"],
-        grid=args.grid,
-    )
+    for roi, out in zip(args.roi, args.out, strict=True):
+        run_encoding(
+            args.features, args.fmri_root, args.subject, roi, out, s["encoding"],
+            grid=args.grid,
+        )
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
@@ -370,8 +385,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = sub.add_parser("validate", help="validate a study config and print the grid size")
+    p = sub.add_parser(
+        "validate",
+        help="validate a study config as Snakemake runs it (merged over config/config.yaml)",
+    )
     p.add_argument("config", type=Path)
+    p.add_argument("--base", type=Path, default=None,
+                   help="the config the study extends (default: the repository's "
+                        "config/config.yaml, as the Snakefile loads it)")
+    p.add_argument("--standalone", action="store_true",
+                   help="validate the file alone, merged over nothing")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("estimate", help="estimate a sweep's pretraining GPU hours from a config")
@@ -445,14 +468,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
 
-    p = add("encode", cmd_encode, "fit the ridge encoding model of one subject and ROI",
+    p = add("reference-features", cmd_reference_features,
+            "features of a reference point of the synthetic world (planted law, latents, random)")
+    p.add_argument("--name", required=True, help="e.g. planted_c1e11_n20000_s0, latents_s0")
+    p.add_argument("--fmri-root", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="results/features/NAME.h5")
+    p.add_argument("--summary", required=True, type=Path,
+                   help="results/reference/NAME/summary.json")
+
+    p = add("encode", cmd_encode, "fit the ridge encoding models of one subject, per ROI",
             threads=True)
     p.add_argument("--grid", required=True)
     p.add_argument("--subject", required=True)
-    p.add_argument("--roi", required=True)
+    p.add_argument("--roi", required=True, nargs="+", help="one or more ROIs")
     p.add_argument("--features", required=True, type=Path)
     p.add_argument("--fmri-root", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, nargs="+", type=Path,
+                   help="the per-parcel table of each ROI, in --roi order (sidecar beside)")
 
     p = sub.add_parser("aggregate", help="collect encoding results into tables and figures")
     p.add_argument("--encoding", required=True, nargs="+", type=Path,

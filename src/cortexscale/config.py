@@ -347,6 +347,39 @@ def _check_fmri(cfg: dict[str, Any], problems: list[str]) -> None:
         )
 
 
+def _check_pretrained(pre: dict[str, Any], problems: list[str]) -> None:
+    """Names, sources and ensemble members of a filled ``pretrained_models`` section."""
+    names = [m["name"] for m in pre.get("models", [])]
+    ens = [e["name"] for e in pre.get("ensembles", [])]
+    for n in sorted({n for n in names + ens if (names + ens).count(n) > 1}):
+        problems.append(f"pretrained_models: name {n!r} is used more than once (models and "
+                        "ensembles)")
+    for m in pre.get("models", []):
+        if bool(m.get("path")) == bool(m.get("build")):
+            problems.append(f"pretrained_models: model {m['name']!r}: give exactly one of "
+                            "'path' (a folder or a cached hub id) or 'build' (a tiny random "
+                            "model)")
+    for e in pre.get("ensembles", []):
+        unknown = [x for x in e["members"] if x not in names]
+        if unknown:
+            problems.append(f"pretrained_models: ensemble {e['name']!r}: member(s) {unknown} "
+                            f"are not in pretrained_models.models {names}")
+
+
+def check_models_config(pre: dict[str, Any]) -> None:
+    """Semantic checks of a filled ``pretrained_models`` section (names, sources, members).
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem.
+    """
+    problems: list[str] = []
+    _check_pretrained(pre, problems)
+    if problems:
+        raise ConfigError("\n".join(f"  - {p}" for p in problems))
+
+
 def _check_run_windows(enc: dict[str, Any], n_trs: int, what: str, problems: list[str]) -> None:
     """FIR delays must leave samples in the shortest run (``n_trs`` TRs, named ``what``)."""
     longest = max(abs(int(d)) for d in enc["delays"])
@@ -377,9 +410,13 @@ def check_semantics(cfg: dict[str, Any], source: str = "config") -> None:
         Listing every problem found.
     """
     problems: list[str] = []
+    _check_pretrained(cfg.get("pretrained_models", {}), problems)
     _check_grid(cfg, problems)
     _check_tokenizer(cfg, problems)
     _check_fmri(cfg, problems)
+    from cortexscale.references import check_reference
+
+    problems.extend(check_reference(cfg))
     if not expand(cfg["grid"]):
         problems.append("grid: the grid expands to no grid point")
     if problems:
@@ -406,6 +443,42 @@ def load_config(path: str | Path) -> dict[str, Any]:
     """
     cfg = read_yaml(path)
     return check_config(cfg if cfg is not None else {}, str(path))
+
+
+def default_config_path() -> Path:
+    """``config/config.yaml`` of the repository this package runs from: the study that the
+    Snakefile loads before any ``--configfile``."""
+    return Path(__file__).resolve().parents[2] / "config" / "config.yaml"
+
+
+def load_study(path: str | Path, base: str | Path | None = None) -> dict[str, Any]:
+    """Load a study file as Snakemake runs it: merged over ``base`` (default
+    :func:`default_config_path`), exactly as ``--configfile`` merges, then validated with every
+    semantic check, every problem listed at once.
+
+    Parameters
+    ----------
+    path : path-like
+        The study file (``config/studies/*.yaml`` or the user's own).
+    base : path-like, optional
+        The config it extends; the study itself when it is the default config.
+
+    Raises
+    ------
+    FileNotFoundError, ConfigError
+    """
+    path = Path(path)
+    base = Path(base) if base is not None else default_config_path()
+    study = read_yaml(path)
+    if study is None:
+        study = {}
+    if not isinstance(study, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of keys; given "
+                          f"{type(study).__name__}")
+    if base.resolve() == path.resolve():
+        return check_config(study, str(path))
+    default = read_yaml(base) or {}
+    return check_config(merge(default, study), f"{path} (merged over {base})")
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,9 @@
 rule aggregate:
     input:
         encoding=encoding_outputs("json"),
-        summaries=expand(f"{RESULTS}/pretrain/{{grid}}/summary.json", grid=GRID_NAMES),
+        # reference points (workflow/rules/reference.smk) stand beside the grid points
+        summaries=expand(f"{RESULTS}/pretrain/{{grid}}/summary.json", grid=GRID_NAMES)
+        + REFERENCE_SUMMARIES,
         logs=expand(f"{RESULTS}/pretrain/{{grid}}/log.tsv", grid=GRID_NAMES),
     output:
         table=report(

@@ -9,12 +9,18 @@ import shlex
 from cortexscale.config import device_for
 from cortexscale.grid import expand as expand_grid
 from cortexscale.grid import wildcard_regex
+from cortexscale.references import expand_references
 
 RESULTS = "results"
 LOGS = "logs"
 POINTS = expand_grid(config["grid"])
 GRID_NAMES = [p.name for p in POINTS]
 POINT_BY_NAME = {p.name: p for p in POINTS}
+# reference points of the synthetic world (config `reference`; workflow/rules/reference.smk)
+REFERENCES = expand_references(config)
+REFERENCE_NAMES = [p.name for p in REFERENCES]
+REFERENCE_REGEX = "|".join(re.escape(n) for n in REFERENCE_NAMES) or r"(?!x)x"
+REFERENCE_SUMMARIES = [f"{RESULTS}/reference/{n}/summary.json" for n in REFERENCE_NAMES]
 SUBJECTS = list(config["subjects"])
 ROIS = list(config["rois"])
 THREADS = config["resources"]["threads"]
@@ -22,6 +28,10 @@ GPUS = config["resources"]["gpu"]
 DEVICE = device_for(config)
 
 CORPUS = f"{RESULTS}/data/corpus/frames.h5"
+# the corpus job's nested subsets: the grid's data sizes (none: an isoflop grid uses the pool)
+CORPUS_SIZES = (
+    [] if config["grid"]["mode"] == "isoflop" else [int(s) for s in config["grid"]["data_sizes"]]
+)
 SYNTHETIC_FMRI = config["fmri"]["source"] == "synthetic"
 # real datasets in another layout are imported into results/ (rule fmri_import)
 IMPORTED_FMRI = config["fmri"]["source"] in ("algonauts2025", "nifti", "algonauts2023")
@@ -50,7 +60,7 @@ SCALING_FIGURES = [
 
 
 wildcard_constraints:
-    grid=wildcard_regex(POINTS),
+    grid=f"{wildcard_regex(POINTS)}|{REFERENCE_REGEX}",
     subject="|".join(re.escape(s) for s in SUBJECTS),
     roi="|".join(re.escape(r) for r in ROIS),
 
@@ -114,10 +124,10 @@ def pretrain_launcher(wildcards, resources):
 
 
 def encoding_outputs(ext):
-    """Every encoding output of the study (one per grid point x subject x ROI)."""
+    """Every encoding output of the study (one per grid or reference point x subject x ROI)."""
     return expand(
         f"{RESULTS}/encoding/{{grid}}/{{subject}}/{{roi}}.{ext}",
-        grid=GRID_NAMES,
+        grid=GRID_NAMES + REFERENCE_NAMES,
         subject=SUBJECTS,
         roi=ROIS,
     )
@@ -145,7 +155,6 @@ def parent(name, levels=1):
 # The pretrained-model arm (issue 7; workflow/rules/pretrained.smk). Models given as a path or
 # hub id are params, not inputs; models with `build` are made by the workflow.
 from cortexscale.config import section as _section  # noqa: E402
-from cortexscale.features.pretrained import check_models_config  # noqa: E402
 
 PRETRAINED = _section("pretrained_models", config.get("pretrained_models"))
 PRE_MODELS = {m["name"]: m for m in PRETRAINED["models"]}
@@ -162,7 +171,6 @@ PRETRAINED_TARGETS = PRETRAINED_TABLES if PRE_MODELS else []
 VIDEOGPT_TARGETS = (
     [] if PRETRAINED["only"] else [ENCODING_TABLE, SCALING_FIGURES, SUMMARY, FRONTIER_FIGURE]
 )
-check_models_config(PRETRAINED)
 
 PRE_ROOT = f"{RESULTS}/pretrained"
 

@@ -1,12 +1,6 @@
 # Stage 1: the pretraining corpus and the fMRI dataset.
 
 
-def corpus_sizes():
-    """The grid's data sizes, the corpus job's subsets (none: an isoflop grid uses the pool)."""
-    grid = config["grid"]
-    return [] if grid.get("mode") == "isoflop" else list(grid["data_sizes"])
-
-
 rule corpus:
     output:
         CORPUS,
@@ -31,7 +25,7 @@ rule corpus:
                 sort_keys=True,
             )
         ),
-        sizes=" ".join(str(int(s)) for s in corpus_sizes()),
+        sizes=shell_words(*CORPUS_SIZES),
     shell:
         "cortexscale corpus --sections {params.cfg} --data-sizes {params.sizes} --out {output}"
         " 2> {log}"

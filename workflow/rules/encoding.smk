@@ -1,4 +1,5 @@
-# Stage 5: cross-validated ridge per grid point x subject x ROI.
+# Stage 5: cross-validated ridge per grid point x subject, every ROI in one job (the features
+# and the subject's runs are read by one process; each ROI's tables are written on their own).
 
 
 rule encode:
@@ -6,10 +7,10 @@ rule encode:
         features=f"{RESULTS}/features/{{grid}}.h5",
         fmri=FMRI_MARKER,
     output:
-        table=f"{RESULTS}/encoding/{{grid}}/{{subject}}/{{roi}}.tsv",
-        sidecar=f"{RESULTS}/encoding/{{grid}}/{{subject}}/{{roi}}.json",
+        tables=expand(f"{RESULTS}/encoding/{{{{grid}}}}/{{{{subject}}}}/{{roi}}.tsv", roi=ROIS),
+        sidecars=expand(f"{RESULTS}/encoding/{{{{grid}}}}/{{{{subject}}}}/{{roi}}.json", roi=ROIS),
     log:
-        f"{LOGS}/encoding/{{grid}}/{{subject}}/{{roi}}.log",
+        f"{LOGS}/encoding/{{grid}}/{{subject}}.log",
     # many small jobs: the Slurm profile packs `group-components` of them into one submission
     group:
         "encode"
@@ -22,8 +23,9 @@ rule encode:
     params:
         cfg=sections("encoding"),
         fmri_root=FMRI_ROOT_ARG,
+        rois=shell_words(*ROIS),
     shell:
         "cortexscale encode --sections {params.cfg} --grid {wildcards.grid}"
-        " --subject {wildcards.subject} --roi {wildcards.roi}"
+        " --subject {wildcards.subject} --roi {params.rois}"
         " --features {input.features} --fmri-root {params.fmri_root}"
-        " --out {output.table} --threads {threads} 2> {log}"
+        " --out {output.tables} --threads {threads} 2> {log}"

@@ -26,7 +26,7 @@ rule reference_features:
         runtime=runtime(0.5),
     params:
         cfg=sections("fmri", "corpus", "seed", "reference"),
-        fmri_root=shlex.quote(FMRI_ROOT),
+        fmri_root=parent("runs"),
     shell:
         "cortexscale reference-features --sections {params.cfg} --name {wildcards.grid}"
         " --fmri-root {params.fmri_root} --out {output.features} --summary {output.summary}"

@@ -40,7 +40,7 @@ from cortexscale.io.atomic import atomic_path, prepare_outputs
 from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.provenance import config_hash, provenance
 
-__all__ = ["CACHE_EXPECTED", "check_models_config", "dataset_name", "extract_pretrained", "frame_index_per_tr", "parse_dataset_name"]
+__all__ = ["CACHE_EXPECTED", "dataset_name", "extract_pretrained", "frame_index_per_tr", "parse_dataset_name"]
 
 #: What a pretrained feature cache is, for the errors of the stages that read one.
 CACHE_EXPECTED = "a pretrained feature cache (cortexscale pretrained-features)"
@@ -304,29 +304,3 @@ def _extract_group(f: h5py.File, loaded, group: str, n: int, batches: Callable,
         del maps
     if row != n:
         raise ValueError(f"{group}: {row} rows extracted, expected {n}")
-
-
-def check_models_config(pre: dict[str, Any]) -> None:
-    """Semantic checks of a filled ``pretrained_models`` section (names, sources, members).
-
-    Raises
-    ------
-    ValueError
-        Listing every problem.
-    """
-    problems = []
-    names = [m["name"] for m in pre.get("models", [])]
-    ens = [e["name"] for e in pre.get("ensembles", [])]
-    for n in sorted({n for n in names + ens if (names + ens).count(n) > 1}):
-        problems.append(f"name {n!r} is used more than once (models and ensembles)")
-    for m in pre.get("models", []):
-        if bool(m.get("path")) == bool(m.get("build")):
-            problems.append(f"model {m['name']!r}: give exactly one of 'path' (a folder or a "
-                            "cached hub id) or 'build' (a tiny random model)")
-    for e in pre.get("ensembles", []):
-        unknown = [x for x in e["members"] if x not in names]
-        if unknown:
-            problems.append(f"ensemble {e['name']!r}: member(s) {unknown} are not in "
-                            f"pretrained_models.models {names}")
-    if problems:
-        raise ValueError("pretrained_models:\n" + "\n".join(f"  - {p}" for p in problems))

@@ -151,7 +151,9 @@ def write_reference(
         "final_val_loss": loss,
         "wall_time_s": time.perf_counter() - t0,
         "n_features": int(next(iter(feats.values())).shape[1]),
-        "planted": {**law.summary(), "n_opt": n_opt, "d_opt": d_opt,
+        # exponent_n / exponent_d: a and b under the names of allocation.tsv's columns
+        "planted": {**law.summary(), "exponent_n": law.a, "exponent_d": law.b,
+                    "n_opt": n_opt, "d_opt": d_opt,
                     "excess": None if math.isnan(loss) else loss - law.E,
                     "law": "L(N, D) = E + A / N^alpha + B / D^beta; features = latents + "
                            "sqrt(L - E) * N(0, 1); N*(C) = G (C/6)^a, D*(C) = (C/6)^b / G"},
