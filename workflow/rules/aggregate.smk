@@ -19,6 +19,8 @@ rule aggregate:
             report(f, caption="../report/scaling_figures.rst", category="Figures")
             for f in SCALING_FIGURES
         ],
+        copies=siblings([ENCODING_TABLE, PARCEL_TABLE], ".parquet")
+        + siblings(SCALING_FIGURES, ".svg"),
     log:
         f"{LOGS}/aggregate.log",
     conda:

@@ -71,6 +71,25 @@ rule analyse:
             report(f, caption="../report/isoflop_figure.rst", category="Figures")
             for f in [ISOFLOP_FIGURE] * HAS_BUDGETS
         ],
+        copies=siblings(
+            [
+                f"{RESULTS}/tables/{name}.tsv"
+                for name in (
+                    "scaling_fits",
+                    "fit_curves",
+                    "frontier",
+                    "isoflop",
+                    "allocation",
+                    "comparisons",
+                )
+            ],
+            ".parquet",
+        )
+        + siblings(
+            [FRONTIER_FIGURE, f"{RESULTS}/figures/scaling_fits.png", ALLOCATION_FIGURE]
+            + [ISOFLOP_FIGURE] * HAS_BUDGETS,
+            ".svg",
+        ),
     log:
         f"{LOGS}/analyse.log",
     conda:
@@ -96,7 +115,8 @@ if ATLAS:
             parcels=PARCEL_TABLE,
             atlas=ATLAS,
         output:
-            report(BRAIN_MAP, caption="../report/brain_map.rst", category="Figures"),
+            brain_map=report(BRAIN_MAP, caption="../report/brain_map.rst", category="Figures"),
+            copies=siblings([BRAIN_MAP], ".svg"),
         log:
             f"{LOGS}/brain_maps.log",
         conda:
@@ -107,4 +127,4 @@ if ATLAS:
             runtime=runtime(0.5),
         shell:
             "cortexscale brain-maps --parcels {input.parcels} --atlas {input.atlas}"
-            " --out {output} 2> {log}"
+            " --out {output.brain_map} 2> {log}"

@@ -80,6 +80,12 @@ def shell_words(*values):
     return " ".join(shlex.quote(str(v)) for v in values)
 
 
+def siblings(paths, ext):
+    """The copies a stage writes beside each of ``paths`` under another suffix (a table's
+    Parquet, a figure's SVG): declared as outputs, so that a failed job leaves none behind."""
+    return [os.path.splitext(p)[0] + ext for p in paths]
+
+
 def mem_mb(factor=1.0):
     """Memory request that grows with the attempt number (for retries)."""
     base = config["resources"]["mem_mb"]

@@ -141,6 +141,8 @@ if PRE_MODELS:
                 caption="../report/pretrained_figure.rst",
                 category="Figures",
             ),
+            copies=siblings(PRETRAINED_TABLES[:3], ".parquet")
+            + siblings(PRETRAINED_TABLES[3:], ".svg"),
         log:
             f"{LOGS}/pretrained/aggregate.log",
         conda:
