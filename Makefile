@@ -12,6 +12,8 @@ VENV   ?= .venv
 CORES  ?= $(shell nproc 2>/dev/null || echo 2)
 TORCH  ?= torch==2.13.0
 SNAKEMAKE_ARGS ?=
+# the default study's name (config/config.yaml `study`): its outputs are under results/$(STUDY)/
+STUDY := $(shell sed -n 's/^study: *\([A-Za-z0-9_.-]*\).*/\1/p' config/config.yaml)
 
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -28,7 +30,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	@echo ">> running the default study (config/config.yaml) with $(CORES) cores"
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
-	@echo ">> results: results/tables/encoding.tsv, results/figures/"
+	@echo ">> results: results/$(STUDY)/summary.md, results/$(STUDY)/tables/, results/$(STUDY)/figures/"
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest tests
@@ -42,5 +44,4 @@ dryrun: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/dryrun.py
 
 clean-results:
-	rm -rf results/data results/tokenizer results/pretrain results/features \
-	  results/encoding results/tables results/figures logs .snakemake
+	rm -rf results/$(STUDY) logs/$(STUDY) .snakemake

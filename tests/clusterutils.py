@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from wfutils import run_snakemake, tiny_config, write_yaml
 
-TABLE = Path("results") / "tables" / "encoding.tsv"
+TABLE = Path("results") / "tiny" / "tables" / "encoding.tsv"  # the tiny study's folder
 # the runs build only the encoding table (not figures or other arms of the workflow)
 TARGET = str(TABLE)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from wfutils import run_snakemake
+from wfutils import results_of, run_snakemake, write_yaml
 
 from cortexscale.config import check_config
 from cortexscale.grid import expand
@@ -21,7 +21,7 @@ def test_tiny_study_end_to_end(tiny_study):
     planted reference at 3 budgets x 3 sizes, the pretrained arm), read as a user would."""
     work = tiny_study
     path = work / "tiny.yaml"
-    results = work / "results"
+    results = results_of(work)
     table = pd.read_csv(results / "tables" / "encoding.tsv", sep="\t")
     full = check_config(yaml.safe_load(path.read_text()))
     points, refs = expand(full["grid"]), expand_references(full)
@@ -70,12 +70,12 @@ def test_tiny_study_end_to_end(tiny_study):
     html = (work / "report.html").read_text(errors="replace")
     assert "scaling_fits.tsv" in html and "frontier.png" in html
     # every stage left its log
-    assert (work / "logs" / "tokenizer.log").is_file()
+    assert (work / "logs" / "tiny" / "tokenizer.log").is_file()
     # every file under results/ is an output Snakemake knows (a failed job leaves none behind)
     untracked = run_snakemake(work, "--configfile", str(path), "--list-untracked")
     assert untracked.returncode == 0, untracked.stderr[-3000:]
     stray = [line.strip() for line in (untracked.stdout + untracked.stderr).splitlines()
-             if line.strip().startswith("results/") and line.strip() != "results/README.md"]
+             if line.strip().startswith("results/")]
     assert not stray, stray
 
 
@@ -86,4 +86,25 @@ def test_second_run_has_nothing_to_do(tiny_study, tmp_path):
     shutil.copytree(tiny_study, work, symlinks=True)
     again = run_snakemake(work, "-n", "--configfile", str(work / "tiny.yaml"))
     assert again.returncode == 0
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_second_study_leaves_the_first_intact(tiny_study, tmp_path):
+    """Another study (another name and corpus) writes to its own folder: the first study's
+    files are untouched and Snakemake still finds it up to date."""
+    work = tmp_path / "work"
+    shutil.copytree(tiny_study, work, symlinks=True)
+    first = yaml.safe_load((work / "tiny.yaml").read_text())
+    other = {**first, "study": "other", "seed": 1}
+    write_yaml(work / "other.yaml", other)
+    before = {p: p.stat().st_mtime_ns for p in results_of(work).rglob("*") if p.is_file()}
+    corpus = "results/other/data/corpus/frames.h5"
+    proc = run_snakemake(work, corpus, "--cores", "1", "--configfile", str(work / "other.yaml"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (work / corpus).is_file()
+    after = {p: p.stat().st_mtime_ns for p in results_of(work).rglob("*") if p.is_file()}
+    assert after == before
+    again = run_snakemake(work, "-n", "--configfile", str(work / "tiny.yaml"))
     assert "Nothing to be done" in again.stdout + again.stderr

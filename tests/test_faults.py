@@ -48,7 +48,7 @@ def _fail_once_bin(tmp: Path, stage: str) -> Path:
 def test_failed_first_attempt_is_retried_with_more_memory(tmp_path, tmp_path_factory):
     ref, work = copy_of_reference(tmp_path_factory.getbasetemp(), tmp_path)
     # one encoding job (and the tables downstream) must run again
-    victim = work / "results" / "encoding"
+    victim = work / "results" / "tiny" / "encoding"
     table = sorted(victim.rglob("*.tsv"))[0]
     table.unlink()
     table.with_suffix(".json").unlink()
@@ -75,8 +75,8 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path, tmp_path_fa
     # the reference's data and tokenizer are kept; training, features and encoding rerun
     ref, work = copy_of_reference(tmp_path_factory.getbasetemp(), tmp_path)
     for stage in ("pretrain", "features", "encoding", "tables"):
-        shutil.rmtree(work / "results" / stage)
-    shutil.rmtree(work / "logs" / "pretrain")
+        shutil.rmtree(work / "results" / "tiny" / stage)
+    shutil.rmtree(work / "logs" / "tiny" / "pretrain")
     config = work / "tiny.yaml"
     # a new session: killing its process group kills Snakemake and its running jobs at once,
     # as a crashed node or an OOM-killed login session would
@@ -88,7 +88,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path, tmp_path_fa
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if any((work / "logs" / "pretrain").glob("*.log")):
+            if any((work / "logs" / "tiny" / "pretrain").glob("*.log")):
                 time.sleep(1.0)  # kill while pretraining runs
                 break
             time.sleep(0.2)

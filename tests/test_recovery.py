@@ -40,7 +40,7 @@ MAX_DELAY_S = 0.3
 WALL_TIME_COLUMNS = frozenset({"wall_time_s", "train_time_s", "tokens_per_s", "mfu"})
 #: early outputs the killed copy keeps from the reference (data, tokenizer, the pretrained
 #: arm's built models); everything else under results/ is made again by the killed run
-KEEP = ("results/data", "results/checks", "results/tokenizer", "results/pretrained/models")
+KEEP = tuple(f"results/tiny/{d}" for d in ("data", "checks", "tokenizer", "pretrained/models"))
 
 JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", re.M)
 FINISHED = re.compile(r"^Finished jobid: (\d+)", re.M)
@@ -148,12 +148,12 @@ def _read(path: Path) -> pd.DataFrame:
 def _assert_same_tables(ref: Path, work: Path, context: str) -> None:
     """Every ``results/tables/*.tsv`` of ``work`` equals ``ref``'s, cell for cell as written,
     except :data:`WALL_TIME_COLUMNS`; both runs have the same tables."""
-    names = sorted(p.name for p in (ref / "results" / "tables").glob("*.tsv"))
+    names = sorted(p.name for p in (ref / "results" / "tiny" / "tables").glob("*.tsv"))
     assert names, f"{ref}: the reference has no tables"
-    got = sorted(p.name for p in (work / "results" / "tables").glob("*.tsv"))
+    got = sorted(p.name for p in (work / "results" / "tiny" / "tables").glob("*.tsv"))
     assert got == names, f"{context}: tables {got}, expected {names}"
     for name in names:
-        a, b = _read(ref / "results" / "tables" / name), _read(work / "results" / "tables" / name)
+        a, b = _read(ref / "results" / "tiny" / "tables" / name), _read(work / "results" / "tiny" / "tables" / name)
         assert list(a.columns) == list(b.columns), f"{context}: {name} columns differ"
         keep = [c for c in a.columns if c not in WALL_TIME_COLUMNS]
         a, b = a[keep], b[keep]
@@ -198,8 +198,8 @@ def test_sigkill_at_random_point_then_rerun_incomplete_gives_the_same_tables(
                f"of {n_jobs}) had {point['lines']} of its {point['of']} lines; running: "
                + ", ".join(j["log"] for j in running))
     assert _group_gone(proc.pid), f"{context}: processes of the killed group are left"
-    checkpoints = sorted((work / "results" / "pretrain").glob("*/checkpoint.pt"))
-    assert not (work / "results" / "summary.md").exists(), context
+    checkpoints = sorted((work / "results" / "tiny" / "pretrain").glob("*/checkpoint.pt"))
+    assert not (work / "results" / "tiny" / "summary.md").exists(), context
     locks = work / ".snakemake" / "locks"
     assert locks.is_dir() and any(locks.iterdir()), f"{context}: the kill left no lock"
 

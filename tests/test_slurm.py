@@ -140,8 +140,8 @@ def test_signal_checkpoints_and_retry_resumes_on_slurm(slurm_cluster, tmp_path,
     cfg["pretrain"] = {**cfg["pretrain"], "steps": 3000, "eval_every": 1000,
                        "checkpoint_every": 0}
     config = write_yaml(work / "long.yaml", cfg)
-    grid = sorted(p.name for p in (work / "results" / "pretrain").iterdir())[0]
-    target = f"results/pretrain/{grid}/summary.json"
+    grid = sorted(p.name for p in (work / "results" / "tiny" / "pretrain").iterdir())[0]
+    target = f"results/tiny/pretrain/{grid}/summary.json"
     profile = _write_profile(tmp_path / "profile", retries=1)
     env = tool_env()
     cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory",

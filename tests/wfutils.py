@@ -65,6 +65,12 @@ TINY_OVERRIDES = {
 }
 
 
+def results_of(work: Path, study: str = "tiny") -> Path:
+    """A study's results folder in a work dir (``results/<study>/``; the tiny study is
+    named ``tiny``)."""
+    return work / "results" / study
+
+
 def tiny_config() -> dict:
     """A study small enough to run end to end in about a minute."""
     from cortexscale.config import merge
@@ -81,7 +87,7 @@ def run_tiny_study(work: Path, cfg: dict | None = None, timeout: float = 400) ->
     it). A second call with the same ``work`` finds the finished run and returns at once.
     """
     log = work.parent / f"{work.name}.log"
-    if log.is_file() and (work / "results" / "summary.md").is_file():
+    if log.is_file() and (results_of(work) / "summary.md").is_file():
         return work
     work.mkdir(parents=True, exist_ok=True)
     config = write_yaml(work / "tiny.yaml", tiny_config() if cfg is None else cfg)

@@ -11,8 +11,10 @@ from cortexscale.grid import expand as expand_grid
 from cortexscale.grid import wildcard_regex
 from cortexscale.references import expand_references
 
-RESULTS = "results"
-LOGS = "logs"
+# one folder per study (config `study`), so that studies never overwrite each other
+STUDY = config["study"]
+RESULTS = f"results/{STUDY}"
+LOGS = f"logs/{STUDY}"
 POINTS = expand_grid(config["grid"])
 GRID_NAMES = [p.name for p in POINTS]
 POINT_BY_NAME = {p.name: p for p in POINTS}
