@@ -16,6 +16,8 @@ rule pretrain:
     conda:
         "../envs/cortexscale.yaml"
     threads: lambda wildcards: THREADS * max(1, gpus_for(wildcards.grid))
+    # the longest jobs of the study: started before the reference and pretrained-model arms
+    priority: 10
     resources:
         mem_mb=mem_mb(2),
         runtime=runtime(),

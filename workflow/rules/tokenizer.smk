@@ -13,6 +13,9 @@ rule tokenizer:
     conda:
         "../envs/cortexscale.yaml"
     threads: max(THREADS, 2)  # it runs alone, before everything else: use the cores
+    # the head of the critical path (tokenizer -> pretrain -> features -> encode): before the
+    # reference and pretrained-model arms, which only fill the cores around it
+    priority: 20
     resources:
         mem_mb=mem_mb(2),
         runtime=runtime(),
