@@ -10,6 +10,7 @@ import os
 from snakemake.utils import min_version, validate
 
 from cortexscale.config import check_config, read_yaml
+from cortexscale.data.dataset_check import check_study_dataset
 
 min_version("9.0")
 
@@ -26,7 +27,10 @@ configfile: DEFAULT_CONFIG
 
 for _path in workflow.configfiles:
     read_yaml(_path)
-check_config(config, " + ".join(str(f) for f in workflow.configfiles) or "config")
+_STUDY = " + ".join(str(f) for f in workflow.configfiles) or "config"
+# the dataset (when fmri.root exists) holds the study's subjects, ROIs and stimuli: checked
+# here, before any job, never after feature extraction
+check_study_dataset(check_config(config, _STUDY), _STUDY)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

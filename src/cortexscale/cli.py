@@ -58,12 +58,16 @@ def cmd_validate(args: argparse.Namespace) -> None:
     from cortexscale.config import load_study
 
     cfg = load_config(args.config) if args.standalone else load_study(args.config, args.base)
+    from cortexscale.data.dataset_check import check_study_dataset
     from cortexscale.grid import expand
 
+    # subjects, ROIs and stimuli against the dataset, when fmri.root exists
+    checked = check_study_dataset(cfg, str(args.config))
     points = expand(cfg["grid"])
     print(
         f"{args.config}: valid; {len(points)} grid points x {len(cfg['subjects'])} subjects "
         f"x {len(cfg['rois'])} ROIs"
+        + (f"; dataset {cfg['fmri']['root']} checked" if checked else "")
     )
 
 
