@@ -12,7 +12,10 @@ rule tokenizer:
         f"{LOGS}/tokenizer.log",
     conda:
         "../envs/cortexscale.yaml"
-    threads: max(THREADS, 2)  # it runs alone, before everything else: use the cores
+    # resources.threads like every job: a job asking for more cores than one waits until that
+    # many are free at once, which the one-core jobs of the reference and pretrained-model
+    # arms never leave (with 2 threads it started after all 34 reference jobs)
+    threads: THREADS
     # the head of the critical path (tokenizer -> pretrain -> features -> encode): before the
     # reference and pretrained-model arms, which only fill the cores around it
     priority: 20
