@@ -151,3 +151,119 @@ def test_release_roi_names_pass_the_schema(tmp_path):
     bad = write_yaml(tmp_path / "b.yaml", {"rois": ["FFA 1"]})
     with pytest.raises(ConfigError, match="rois"):
         load_study(bad, REPO / "config" / "config.yaml")
+
+
+# ----------------------------------------------------------------- challenge score, submission
+def test_noise_ceiling_as_the_challenge_computes_it():
+    from cortexscale.encoding.noise_ceiling import (
+        noise_ceiling_challenge,
+        noise_ceiling_nsd,
+        repeat_norm_term,
+    )
+
+    # A = 2 images shown 3 times, B = 1 twice, C = 1 once
+    assert repeat_norm_term(np.array([3, 3, 2, 1])) == pytest.approx((2 / 3 + 1 / 2 + 1) / 4)
+    snr = np.array([0.5, 1.0, 0.0])
+    term = (2 / 3 + 1 / 2 + 1) / 4
+    assert np.allclose(noise_ceiling_challenge(snr, np.array([3, 3, 2, 1])),
+                       100 * snr**2 / (snr**2 + term))
+    assert np.allclose(noise_ceiling_challenge(snr, np.array([3, 3])), noise_ceiling_nsd(snr, 3))
+    with pytest.raises(ValueError, match="ints >= 1"):
+        repeat_norm_term(np.array([0, 3]))
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory):
+    from cortexscale.data.nsd import write_synthetic_nsd
+    from cortexscale.models.pretrained import build_tiny
+
+    root = tmp_path_factory.mktemp("nsd")
+    write_synthetic_nsd(root, ["subj01"], ["early", "object"], seed=0, n_images=40,
+                        n_vertices=(6, 5), size=32, snr=4.0, n_test_images=7, ncsnr=True,
+                        test_fmri=True)
+    model = build_tiny("vit", root / "model", seed=0, hidden=16, layers=2, image_size=32)
+    pre = {"pool_kernels": [1, 4], "batch_size": 8, "image_split": {"n_test": 12},
+           "sample_size": {"n_points": 0}}
+    enc = {"alphas": {"min": -1, "max": 3, "n": 5}, "cv_folds": 2, "n_permutations": 0}
+    sections = json.dumps({"encoding": enc, "pretrained_models": pre, "seed": 0,
+                           "subjects": ["subj01"]})
+    from cortexscale.cli import main
+
+    assert main(["pretrained-features", "--sections", sections, "--name", "vit", "--model",
+                 str(model), "--nsd-root", str(root), "--out", str(root / "f.h5")]) == 0
+    out = root / "enc"
+    assert main(["pretrained-encode", "--sections", sections, "--name", "vit", "--features",
+                 str(root / "f.h5"), "--subject", "subj01", "--rois", "early", "object",
+                 "--nsd-root", str(root), "--out-dir", str(out), "--submission-dir",
+                 str(root / "submission" / "subj01")]) == 0
+    return root, out
+
+
+def test_test_images_are_extracted(encoded):
+    import h5py
+
+    root, _ = encoded
+    with h5py.File(root / "f.h5", "r") as f:
+        names = [k for k in f["subj01"].keys() if k.startswith("layer")]
+        assert names and all(f[f"subj01/test_split/{n}"].shape[0] == 7 for n in names)
+        assert all(f[f"subj01/{n}"].shape[0] == 40 for n in names)
+
+
+def test_challenge_score_beside_r(encoded):
+    import h5py
+    import pandas as pd
+
+    from cortexscale.encoding.pretrained import TSV_COLUMNS
+
+    root, out = encoded
+    t = pd.read_csv(out / "early.tsv", sep="\t")
+    assert list(t.columns) == list(TSV_COLUMNS)
+    with h5py.File(root / "truth" / "subj01.h5", "r") as f:
+        truth = np.concatenate([f["noise_ceiling_lh"][()], f["noise_ceiling_rh"][()]])
+    # every held-out image shown once: NC = ncsnr^2 / (ncsnr^2 + 1) = the true r ceiling^2
+    assert np.allclose(t["noise_ceiling"], 100 * truth[t["parcel"]] ** 2)
+    expected = np.minimum(100, 100 * np.maximum(t["r"], 0) ** 2 / (t["noise_ceiling"] / 100))
+    assert np.allclose(t["score_normalised"], expected)
+    side = json.loads((out / "early.json").read_text())
+    assert side["mean_normalised"] == pytest.approx(t["score_normalised"].mean())
+    assert side["median_normalised"] == pytest.approx(t["score_normalised"].median())
+    assert side["mean_noise_ceiling"] == pytest.approx(t["noise_ceiling"].mean())
+    # the release's test images, scored with the organisers' noise ceiling
+    assert np.isfinite(t["test_split_r"]).all() and np.isfinite(t["test_split_score"]).all()
+    assert side["test_split"]["n_images"] == 7
+    assert side["test_split"]["mean_normalised"] == pytest.approx(t["test_split_score"].mean())
+
+
+def test_submission_layout(encoded):
+    import pandas as pd
+
+    from cortexscale.encoding.metrics import pearson_r
+
+    root, out = encoded
+    sub = root / "submission" / "subj01"
+    lh, rh = np.load(sub / "lh_pred_test.npy"), np.load(sub / "rh_pred_test.npy")
+    assert lh.dtype == rh.dtype == np.float32 and lh.shape == (7, 6) and rh.shape == (7, 5)
+    assert np.isfinite(lh).all() and np.isfinite(rh).all()
+    # rows in sorted test-image order: r of the submission on test_fmri is the table's
+    test_dir = root / "subj01" / "test_split" / "test_fmri"
+    y = np.concatenate([np.load(test_dir / "lh_test_fmri.npy"),
+                        np.load(test_dir / "rh_test_fmri.npy")], axis=1)
+    pred = np.concatenate([lh, rh], axis=1).astype(np.float64)
+    t = pd.concat([pd.read_csv(out / f"{r}.tsv", sep="\t") for r in ("early", "object")])
+    r = pearson_r(y[:, t["parcel"]], pred[:, t["parcel"]])
+    assert np.allclose(r, t["test_split_r"], atol=1e-4)
+
+
+def test_workflow_writes_submissions_when_the_release_has_test_images(tmp_path):
+    from wfutils import run_snakemake, write_yaml
+
+    write_release(tmp_path / "data")
+    cfg = {"fmri": {"source": "algonauts2023", "root": str(tmp_path / "data")},
+           "subjects": ["subj01"], "rois": ["early", "FFA-1"], "reference": {"enabled": False},
+           "pretrained_models": {"only": True, "models": [{"name": "m", "build": "vit"}],
+                                 "ensembles": [], "image_split": {"n_test": 5}}}
+    res = run_snakemake(tmp_path, "-n", "--configfile", str(write_yaml(tmp_path / "s.yaml", cfg)))
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    assert "submission/m/subj01/lh_pred_test.npy" in out and "--submission-dir" not in out
+    assert "encoding/m/subj01/FFA-1.tsv" in out

@@ -337,10 +337,16 @@ def cmd_pretrained_encode(args: argparse.Namespace) -> None:
         raise ConfigError("give --fmri-root (videos) or --nsd-root (images)")
     from cortexscale.io.atomic import prepare_outputs
 
-    prepare_outputs([args.out_dir / f"{roi}.tsv" for roi in args.rois], "pretrained-encode")
+    sub_dir = args.submission_dir
+    if sub_dir is not None and not args.nsd_root:
+        raise ConfigError("--submission-dir: submissions are of the Algonauts 2023 test images "
+                          "(give --nsd-root)")
+    prepare_outputs([args.out_dir / f"{roi}.tsv" for roi in args.rois]
+                    + ([sub_dir / f"{h}_pred_test.npy" for h in ("lh", "rh")] if sub_dir else []),
+                    "pretrained-encode")
     fn(args.features, root, args.subject, args.rois, args.out_dir, s.get("encoding"),
        s["pretrained_models"], args.name, layers=args.layers, pools=args.pools,
-       seed=s.get("seed", 0))
+       seed=s.get("seed", 0), **({"submission_dir": sub_dir} if sub_dir else {}))
 
 
 def cmd_pretrained_ensemble(args: argparse.Namespace) -> None:
@@ -572,6 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, nargs="+", help="candidate layers (default all)")
     p.add_argument("--pools", type=int, nargs="+", help="candidate pool kernels (default all)")
     p.add_argument("--out-dir", required=True, type=Path, help="writes OUT_DIR/ROI.tsv, .json, .npz")
+    p.add_argument("--submission-dir", type=Path,
+                   help="images: writes the challenge submission DIR/{lh,rh}_pred_test.npy")
 
     p = sub.add_parser("pretrained-ensemble",
                        help="average the test predictions of several models")

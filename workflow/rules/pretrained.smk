@@ -3,6 +3,25 @@
 # scaling. Models named by a path or hub id are params (a dry run needs no weights); models
 # with `build` are tiny random models made here. Video datasets use the fMRI dataset of the
 # study; image datasets (fmri.source algonauts2023) are read from fmri.root.
+# When every subject of an image dataset has the release's test images
+# (fmri.root/{subject}/test_split/test_images/*.png), each encode job also writes the
+# challenge submission of its model and subject: {PRE_ROOT}/submission/{model}/{subject}/
+# {lh,rh}_pred_test.npy (every vertex, float32, one row per test image in sorted order).
+
+
+def _has_test_images(subject):
+    folder = os.path.join(config["fmri"].get("root", ""), subject, "test_split", "test_images")
+    return os.path.isdir(folder) and any(n.endswith(".png") for n in os.listdir(folder))
+
+
+PRE_SUBMISSION = IMAGE_FMRI and all(_has_test_images(s) for s in SUBJECTS)
+
+
+def pre_submission_files(model="{model}", subject="{subject}"):
+    if not PRE_SUBMISSION:
+        return []
+    return [f"{PRE_ROOT}/submission/{model}/{subject}/{h}_pred_test.npy" for h in ("lh", "rh")]
+
 
 if PRE_MODELS:
 
@@ -63,7 +82,8 @@ if PRE_MODELS:
                 f"{PRE_ROOT}/encoding/{{{{model}}}}/{{{{subject}}}}/{{roi}}.{{ext}}",
                 roi=ROIS,
                 ext=["tsv", "json", "npz"],
-            ),
+            )
+            + pre_submission_files(),
         log:
             f"{LOGS}/pretrained/encoding/{{model}}/{{subject}}.log",
         wildcard_constraints:
@@ -79,11 +99,17 @@ if PRE_MODELS:
             stimuli=pre_stimuli_arg(),
             rois=shell_words(*ROIS),
             out_dir=parent(0),
+            submission=lambda w: (
+                "--submission-dir "
+                + shlex.quote(os.path.dirname(pre_submission_files(w.model, w.subject)[0]))
+                if PRE_SUBMISSION
+                else ""
+            ),
         shell:
             "cortexscale pretrained-encode --sections {params.cfg} --name {wildcards.model}"
             " --features {input.features} --subject {wildcards.subject}"
             " --rois {params.rois} {params.stimuli} --out-dir {params.out_dir}"
-            " --threads {threads} 2> {log}"
+            " {params.submission} --threads {threads} 2> {log}"
 
     rule pretrained_ensemble:
         # one job per ensemble (every subject x ROI): averaging predictions is cheap
@@ -128,6 +154,8 @@ if PRE_MODELS:
         input:
             encoding=pre_encoding_outputs("json"),
             features=expand(f"{PRE_ROOT}/features/{{model}}.h5", model=list(PRE_MODELS)),
+            # the challenge submissions (image datasets with test images): made by encode
+            submission=[f for m in PRE_MODELS for s in SUBJECTS for f in pre_submission_files(m, s)],
         output:
             table=report(
                 PRETRAINED_TABLES[0],

@@ -8,7 +8,11 @@ Two estimators, both from responses to repeats of the same stimuli, shape
   (2004) as in the Gallant lab's tools: ``ev - (1 - ev) / (n_repeats - 1)``.
 - :func:`ncsnr` and :func:`noise_ceiling_nsd`: the NSD noise-ceiling signal-to-noise
   ratio (Allen et al. 2022) and the ceiling, in percent of variance, of a response
-  averaged over ``n`` trials: ``NC = 100 * ncsnr^2 / (ncsnr^2 + 1 / n)``.
+  averaged over ``n`` trials: ``NC = 100 * ncsnr^2 / (ncsnr^2 + 1 / n)``;
+  :func:`noise_ceiling_challenge` for a test set whose images were shown different numbers
+  of times, as the Algonauts 2023 challenge computes it:
+  ``NC = 100 * ncsnr^2 / (ncsnr^2 + (A/3 + B/2 + C/1) / (A + B + C))`` with A, B, C the
+  test images shown 3, 2 and 1 times (generally: the mean of ``1 / n_shown``).
 
 :func:`normalised_score` is the Algonauts 2023 challenge score: ``r < 0 -> 0``,
 ``100 * r^2 / (NC / 100)``, capped at 100.
@@ -18,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["explainable_variance", "ncsnr", "noise_ceiling_nsd", "normalised_score"]
+__all__ = ["explainable_variance", "ncsnr", "noise_ceiling_challenge", "noise_ceiling_nsd",
+           "normalised_score", "repeat_norm_term"]
 
 
 def _check_repeats(Y_rep: np.ndarray) -> np.ndarray:
@@ -112,6 +117,49 @@ def noise_ceiling_nsd(snr: np.ndarray, n_trials: int | float) -> np.ndarray:
     s2 = np.asarray(snr, dtype=np.float64) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
         return 100.0 * s2 / (s2 + 1.0 / n_trials)
+
+
+def repeat_norm_term(n_shown: np.ndarray) -> float:
+    """The challenge's noise term of a test set: ``(A/3 + B/2 + C/1) / (A + B + C)``.
+
+    Parameters
+    ----------
+    n_shown : array-like of int, shape (n_images,)
+        Times each test image was shown (its response is the mean over them); >= 1.
+
+    Returns
+    -------
+    term : float
+        The mean over images of ``1 / n_shown`` (A, B, C: the images shown 3, 2, 1 times).
+    """
+    n = np.asarray(n_shown)
+    if n.ndim != 1 or n.size == 0 or not np.issubdtype(n.dtype, np.integer) or (n < 1).any():
+        raise ValueError(f"n_shown must be a non-empty 1-D array of ints >= 1 (times each test "
+                         f"image was shown), got {n.dtype} {n.shape}")
+    return float(np.mean(1.0 / n))
+
+
+def noise_ceiling_challenge(snr: np.ndarray, n_shown: np.ndarray) -> np.ndarray:
+    """Noise ceiling in percent of variance of a test set of unequally repeated images.
+
+    ``NC = 100 * ncsnr^2 / (ncsnr^2 + (A/3 + B/2 + C/1) / (A + B + C))`` as the Algonauts
+    2023 challenge computes it (:func:`repeat_norm_term`); equal to
+    :func:`noise_ceiling_nsd` when every image was shown the same number of times.
+
+    Parameters
+    ----------
+    snr : ndarray, shape (v,)
+        NSD's ncsnr per vertex (:func:`ncsnr`, or the release's ``ncsnr`` maps).
+    n_shown : array-like of int, shape (n_images,)
+
+    Returns
+    -------
+    nc : ndarray of float64, shape (v,), in [0, 100]
+    """
+    s2 = np.asarray(snr, dtype=np.float64) ** 2
+    term = repeat_norm_term(n_shown)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 100.0 * s2 / (s2 + term)
 
 
 def normalised_score(r: np.ndarray, nc: np.ndarray) -> np.ndarray:

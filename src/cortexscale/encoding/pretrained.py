@@ -40,14 +40,18 @@ from cortexscale.io.provenance import provenance
 
 __all__ = [
     "FIT_COLUMNS", "SAMPLE_COLUMNS", "TABLE_COLUMNS", "collect_pretrained", "encode_images",
-    "encode_video", "ensemble", "image_split", "scaling_fits",
+    "encode_video", "ensemble", "image_split", "scaling_fits", "write_submission",
 ]
 
-TSV_COLUMNS = ("parcel", "roi", "r", "alpha", "layer", "pool", "n_train", "n_test")
+# noise_ceiling (percent of variance) and score_normalised (the Algonauts 2023 challenge
+# score, percent) beside r: NaN where no noise ceiling can be had; test_split_*: the release's
+# own test images when their responses (test_split/test_fmri) are present
+TSV_COLUMNS = ("parcel", "roi", "r", "alpha", "layer", "pool", "n_train", "n_test",
+               "noise_ceiling", "score_normalised", "test_split_r", "test_split_score")
 TABLE_COLUMNS = (
     "model", "kind", "family", "members", "n_params", "subject", "roi", "n_parcels",
-    "n_train", "n_test", "mean_r", "median_r", "max_r", "mean_normalised", "top_layer",
-    "top_pool",
+    "n_train", "n_test", "mean_r", "median_r", "max_r", "mean_noise_ceiling",
+    "mean_normalised", "median_normalised", "top_layer", "top_pool",
 )
 SAMPLE_COLUMNS = ("model", "family", "n_params", "subject", "roi", "n_train", "mean_r",
                   "median_r")
@@ -146,6 +150,27 @@ def _stats(r: np.ndarray) -> dict[str, float | None]:
             "max_r": float(ok.max()) if ok.size else None}
 
 
+def _score_stats(r: np.ndarray, nc: np.ndarray | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Per-parcel challenge score and its summary: ``mean_noise_ceiling`` (percent),
+    ``mean_normalised``, ``median_normalised`` (None without a noise ceiling)."""
+    from cortexscale.encoding.noise_ceiling import normalised_score
+
+    if nc is None:
+        return np.full(r.shape, np.nan), {"mean_noise_ceiling": None, "mean_normalised": None,
+                                          "median_normalised": None}
+    score = normalised_score(r, nc)
+    ok, ok_nc = score[~np.isnan(score)], nc[np.isfinite(nc)]
+    return score, {"mean_noise_ceiling": float(ok_nc.mean()) if ok_nc.size else None,
+                   "mean_normalised": float(ok.mean()) if ok.size else None,
+                   "median_normalised": float(np.median(ok)) if ok.size else None}
+
+
+def _pearson_or_nan(y: np.ndarray, pred: np.ndarray, choice: np.ndarray) -> np.ndarray:
+    r = pearson_r(y, pred)
+    r[(choice < 0) | (np.std(pred, axis=0) == 0)] = np.nan
+    return r
+
+
 def _write(out_tsv: Path, table: pd.DataFrame, sidecar: dict[str, Any], y_pred: np.ndarray,
            y_test: np.ndarray, parcels: np.ndarray,
            noise_ceiling: np.ndarray | None = None) -> dict[str, Any]:
@@ -162,9 +187,13 @@ def _write(out_tsv: Path, table: pd.DataFrame, sidecar: dict[str, Any], y_pred: 
 def _write_rois(out_dir: Path, rois: list[str], cols: list[np.ndarray], parcels: list[np.ndarray],
                 res, names: list[str], y_test: np.ndarray, n_train: int,
                 curve: list[tuple[int, np.ndarray]], nc: np.ndarray | None,
-                meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Split one fit over all ROIs' parcels into per-ROI outputs."""
-    from cortexscale.encoding.noise_ceiling import normalised_score
+                meta: dict[str, Any], test_split: dict[str, Any] | None = None
+                ) -> dict[str, dict[str, Any]]:
+    """Split one fit over all ROIs' parcels into per-ROI outputs.
+
+    ``nc`` (percent, one per fit column) gives the challenge score beside r; ``test_split``
+    (``r`` and ``nc`` per fit column, ``n_images``) the scores on the release's test images.
+    """
     from cortexscale.features.pretrained import parse_dataset_name
 
     out = {}
@@ -173,11 +202,22 @@ def _write_rois(out_dir: Path, rois: list[str], cols: list[np.ndarray], parcels:
         layer = np.array([parse_dataset_name(names[k])[0] if k >= 0 else -1 for k in choice])
         pool = np.array([parse_dataset_name(names[k])[1] if k >= 0 else -1 for k in choice])
         r = res.r_test[c]
+        score, score_stats = _score_stats(r, None if nc is None else nc[c])
+        ts: dict[str, Any] = {"test_split": None}
+        ts_r = ts_score = np.full(r.shape, np.nan)
+        if test_split is not None:
+            ts_r = test_split["r"][c]
+            ts_score, ts_stats = _score_stats(
+                ts_r, None if test_split["nc"] is None else test_split["nc"][c])
+            ts = {"test_split": {"n_images": test_split["n_images"],
+                                 **{k: v for k, v in _stats(ts_r).items() if k != "max_r"},
+                                 **ts_stats}}
         table = pd.DataFrame({"parcel": par, "roi": roi, "r": r, "alpha": res.best_alpha[c],
                               "layer": layer, "pool": pool, "n_train": n_train,
-                              "n_test": y_test.shape[0]})
-        norm = normalised_score(r, nc[c]) if nc is not None else np.full(r.shape, np.nan)
-        norm = norm[~np.isnan(norm)]
+                              "n_test": y_test.shape[0],
+                              "noise_ceiling": np.nan if nc is None else nc[c],
+                              "score_normalised": score, "test_split_r": ts_r,
+                              "test_split_score": ts_score})
 
         def mode(a):
             return int(np.bincount(a[a >= 0]).argmax()) if (a >= 0).any() else None
@@ -186,8 +226,7 @@ def _write_rois(out_dir: Path, rois: list[str], cols: list[np.ndarray], parcels:
         sidecar = {
             **meta, "roi": roi, "n_parcels": int(par.size),
             "n_excluded": int(np.isnan(r).sum()), "n_train": int(n_train),
-            "n_test": int(y_test.shape[0]), **_stats(r),
-            "mean_normalised": float(norm.mean()) if norm.size else None,
+            "n_test": int(y_test.shape[0]), **_stats(r), **score_stats, **ts,
             "top_layer": mode(layer), "top_pool": mode(pool),
             "choice_counts": {names[i]: int((chosen == i).sum()) for i in np.unique(chosen)},
             "candidates": names,
@@ -263,57 +302,139 @@ def encode_video(features_h5, fmri_root, subject: str, rois: list[str], out_dir,
                        y_train.shape[0], curve, nc, meta)
 
 
-def _nsd_roi(sub, roi: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Responses (n, v) of an ROI (lh then rh vertices) and the vertex ids (lh: 0.., rh:
-    offset by the lh count)."""
+def _nsd_roi(sub, roi: str, path: Path) -> np.ndarray:
+    """Vertex ids of an ROI (lh: 0.., rh: offset by the lh count)."""
     if roi not in sub.rois:
         raise KeyError(f"ROI {roi!r} is not in the masks of {path}; found {sorted(sub.rois)}")
     mask = sub.rois[roi]
     n_lh = sub.responses["lh"].shape[1]
-    ids = np.concatenate([np.flatnonzero(mask["lh"]), n_lh + np.flatnonzero(mask["rh"])])
-    y = np.concatenate([sub.responses["lh"][:, mask["lh"]], sub.responses["rh"][:, mask["rh"]]],
-                       axis=1)
-    return y.astype(np.float64), ids
+    return np.concatenate([np.flatnonzero(mask["lh"]), n_lh + np.flatnonzero(mask["rh"])])
+
+
+def _both(per_hemi: dict[str, np.ndarray] | None, axis: int = -1) -> np.ndarray | None:
+    return None if per_hemi is None else np.concatenate([per_hemi["lh"], per_hemi["rh"]], axis)
+
+
+def _read_sets(f: h5py.File, path: Path, group: str, names: list[str], n: int, what: str
+               ) -> dict[str, np.ndarray]:
+    out = {}
+    for name in names:
+        key = f"{group}/{name}"
+        if key not in f:
+            raise KeyError(f"{path} has no dataset {key!r} ({what}); rerun pretrained-features "
+                           "to complete the cache")
+        x = f[key][()]
+        if x.shape[0] != n:
+            raise ValueError(f"{path}[{key}] has {x.shape[0]} rows; expected {n} ({what}, one "
+                             "row per image)")
+        out[name] = x.astype(np.float64)
+    return out
+
+
+def write_submission(out_dir: str | os.PathLike, pred: np.ndarray, n_lh: int) -> list[Path]:
+    """The challenge's submission files of one subject: ``lh_pred_test.npy`` and
+    ``rh_pred_test.npy``, float32 (n_test_images, n_vertices[hemi]), rows in the sorted
+    order of ``test_split/test_images``.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        ``.../subjXX`` (created).
+    pred : ndarray, shape (n_test_images, n_lh + n_rh)
+        Predictions of every challenge-space vertex, lh first.
+    n_lh : int
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for h, part in (("lh", pred[:, :n_lh]), ("rh", pred[:, n_lh:])):
+        path = out_dir / f"{h}_pred_test.npy"
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(part, dtype=np.float32))
+        paths.append(path)
+    return paths
 
 
 def encode_images(features_h5, nsd_root, subject: str, rois: list[str], out_dir, enc_cfg,
-                  pre_cfg, model: str, layers=None, pools=None, seed: int = 0
-                  ) -> dict[str, dict[str, Any]]:
+                  pre_cfg, model: str, layers=None, pools=None, seed: int = 0,
+                  submission_dir=None) -> dict[str, dict[str, Any]]:
     """Per-vertex layer x kernel selection for an image dataset (Algonauts 2023 layout),
-    every ROI of ``rois`` fit at once, written per ROI to ``out_dir/{roi}.tsv``."""
+    every ROI of ``rois`` fit at once, written per ROI to ``out_dir/{roi}.tsv``.
+
+    The held-out images (``image_split.n_test``) give r; their noise ceiling, when the
+    subject has NSD's ncsnr and trial counts (``training_split/training_ncsnr``,
+    ``training_trials.npy``), the challenge score (:func:`~cortexscale.encoding.
+    noise_ceiling.noise_ceiling_challenge` over the held-out images' counts). When the
+    release's test images are there (``test_split/test_images``, features in group
+    ``{subject}/test_split``), the same fit predicts them: scored when
+    ``test_split/test_fmri`` is present (with the organisers' noise ceiling when present),
+    and, with ``submission_dir``, written as the challenge's submission (every vertex; see
+    :func:`write_submission`), in response units.
+    """
     from cortexscale.data.nsd import read_nsd_subject
+    from cortexscale.encoding.noise_ceiling import noise_ceiling_challenge
     from cortexscale.encoding.stage import alpha_grid
 
     enc, pre = section("encoding", enc_cfg), section("pretrained_models", pre_cfg)
     features_h5, out_dir = Path(features_h5), Path(out_dir)
     sub = read_nsd_subject(Path(nsd_root) / subject)
-    ys, parcels = zip(*(_nsd_roi(sub, roi, sub.root) for roi in rois), strict=True)
-    y = np.concatenate(ys, axis=1)
-    cols = np.split(np.arange(y.shape[1]), np.cumsum([p.size for p in parcels])[:-1])
+    parcels = [_nsd_roi(sub, roi, sub.root) for roi in rois]
+    n_lh = sub.n_vertices["lh"]
+    y_all = np.concatenate([sub.responses["lh"], sub.responses["rh"]], axis=1)
+    n_ct = len(sub.test_images)
+    if submission_dir is not None and not n_ct:
+        raise FileNotFoundError(f"{sub.root / 'test_split' / 'test_images'} holds no PNG image; "
+                                "a submission predicts the release's test images")
+    # every vertex once: all of them for a submission, else the union of the ROIs' (targets
+    # are independent, so a vertex in several ROIs is fit once and shared)
+    ids = (np.arange(y_all.shape[1]) if submission_dir is not None
+           else np.unique(np.concatenate(parcels)))
+    cols = [np.searchsorted(ids, p) for p in parcels]
+    y = y_all[:, ids].astype(np.float64)
     split = pre["image_split"]
     test, pool = image_split(y.shape[0], split["n_test"], 0, seed)
     train = pool[:split["n_train"]] if split["n_train"] else pool
     with open_h5(features_h5, CACHE_EXPECTED) as f:
         names = _select_names(_candidates(f, features_h5, subject), layers, pools, features_h5)
-        raw = {}
-        for name in names:
-            x = f[f"{subject}/{name}"][()]
-            if x.shape[0] != y.shape[0]:
-                raise ValueError(f"{features_h5}[{subject}/{name}] has {x.shape[0]} rows but "
-                                 f"{sub.root} has {y.shape[0]} responses; expected one row per "
-                                 "image")
-            raw[name] = x.astype(np.float64)
+        raw = _read_sets(f, features_h5, subject, names, y.shape[0],
+                         f"the {y.shape[0]} training images of {sub.root}")
+        raw_ct = (_read_sets(f, features_h5, f"{subject}/test_split", names, n_ct,
+                             f"the {n_ct} test images of {sub.root}") if n_ct else {})
     n_folds = enc["cv_folds"]
     alphas = alpha_grid(enc)
 
-    def design(idx_train):
-        out = {name: tuple(_zscore_with(x[idx_train], x[test])) for name, x in raw.items()}
+    def design(idx_train, with_ct=False):
+        out = {}
+        for name, x in raw.items():
+            parts = _zscore_with(x[idx_train], x[test], *([raw_ct[name]] if with_ct else []))
+            out[name] = (parts[0], np.concatenate(parts[1:]))
         ya, yb = _zscore_with(y[idx_train], y[test])
         return out, ya, yb
 
-    sets, y_tr, y_te = design(train)
+    # one fit predicts the held-out images and the release's test images (rows after them;
+    # their responses are not used in the fit, r is computed on each part apart)
+    sets, y_tr, y_te = design(train, with_ct=bool(n_ct))
     groups = np.arange(train.size) * n_folds // train.size
-    res = _fit(sets, y_tr, groups, y_te, alphas, enc, n_folds)
+    y_fit_test = np.concatenate([y_te, np.zeros((n_ct, y.shape[1]))]) if n_ct else y_te
+    fit = _fit(sets, y_tr, groups, y_fit_test, alphas, enc, n_folds)
+    n_te = y_te.shape[0]
+    res = type(fit)(fit.names, fit.choice, fit.inner_scores, fit.best_alpha,
+                    _pearson_or_nan(y_te, fit.y_pred[:n_te], fit.choice), fit.y_pred[:n_te])
+    nc = None
+    if sub.ncsnr is not None:
+        nc = noise_ceiling_challenge(_both(sub.ncsnr)[ids], sub.trials[test])
+    test_split = None
+    if n_ct:
+        mu, sd = y[train].mean(0), y[train].std(0)
+        pred_ct = fit.y_pred[n_te:] * np.where(sd > 0, sd, 1.0) + mu  # response units
+        if sub.test_responses is not None:
+            test_nc = _both(sub.test_noise_ceiling)
+            test_split = {"n_images": n_ct, "nc": None if test_nc is None else test_nc[ids],
+                          "r": _pearson_or_nan(_both(sub.test_responses, 1)[:, ids], pred_ct,
+                                               fit.choice)}
+        if submission_dir is not None:
+            write_submission(submission_dir, pred_ct, n_lh)
     curve = []
     if pre["sample_size"]["n_points"]:
         # the subsets are prefixes of the whole (seeded) pool, z-scored with its statistics
@@ -321,8 +442,8 @@ def encode_images(features_h5, nsd_root, subject: str, rois: list[str], out_dir,
         curve = _curve(psets, p_tr, np.zeros(pool.size), p_te, alphas, enc, pre, seed)
     meta = {"model": model, "subject": subject, "features": str(features_h5),
             **provenance({"encoding": enc, "pretrained_models": pre})}
-    return _write_rois(out_dir, list(rois), cols, list(parcels), res, names, y_te, train.size,
-                       curve, None, meta)
+    return _write_rois(out_dir, list(rois), cols, parcels, res, names, y_te, train.size,
+                       curve, nc, meta, test_split)
 
 
 # --------------------------------------------------------------------------- ensembles
@@ -333,8 +454,6 @@ def ensemble(member_npzs: Sequence[str | os.PathLike], out_tsv, name: str, membe
     The noise-normalised score uses the members' per-parcel noise ceiling (the same test
     set, so the same ceiling), when they have one.
     """
-    from cortexscale.encoding.noise_ceiling import normalised_score
-
     out_tsv = Path(out_tsv)
     preds, y_test, parcels, nc = [], None, None, None
     for path in map(Path, member_npzs):
@@ -354,21 +473,24 @@ def ensemble(member_npzs: Sequence[str | os.PathLike], out_tsv, name: str, membe
     r = pearson_r(y_test, y_pred)
     r[np.std(y_pred, axis=0) == 0] = np.nan
     ok = r[~np.isnan(r)]
-    norm = normalised_score(r, nc) if nc is not None else np.full(r.shape, np.nan)
-    norm = norm[~np.isnan(norm)]
+    if nc is not None and not np.isfinite(nc).any():
+        nc = None  # the members had no noise ceiling (saved as NaN)
+    score, score_stats = _score_stats(r, nc)
     first = json.loads(Path(member_npzs[0]).with_suffix(".json").read_text())
     n_train = first.get("n_train")
     table = pd.DataFrame({"parcel": parcels, "roi": roi, "r": r, "alpha": np.nan,
                           "layer": -1, "pool": -1, "n_train": n_train,
-                          "n_test": y_test.shape[0]})
+                          "n_test": y_test.shape[0],
+                          "noise_ceiling": np.nan if nc is None else nc,
+                          "score_normalised": score, "test_split_r": np.nan,
+                          "test_split_score": np.nan})
     sidecar = {
         "model": name, "members": members, "subject": subject, "roi": roi,
         "n_parcels": int(parcels.size), "n_excluded": int(np.isnan(r).sum()),
         "n_train": n_train, "n_test": int(y_test.shape[0]),
         "mean_r": float(ok.mean()) if ok.size else None,
         "median_r": float(np.median(ok)) if ok.size else None,
-        "max_r": float(ok.max()) if ok.size else None,
-        "mean_normalised": float(norm.mean()) if norm.size else None,
+        "max_r": float(ok.max()) if ok.size else None, **score_stats, "test_split": None,
         "top_layer": None, "top_pool": None, "sample_size": [], **provenance(None),
     }
     return _write(out_tsv, table, sidecar, y_pred, y_test, parcels, nc)
@@ -395,8 +517,9 @@ def collect_pretrained(sidecars: Sequence[str | os.PathLike], models: list[dict[
             "model": name, "kind": "ensemble" if members else "model", "family": family,
             "members": "+".join(members) if members else "", "n_params": params,
             **{k: s.get(k) for k in ("subject", "roi", "n_parcels", "n_train", "n_test",
-                                     "mean_r", "median_r", "max_r", "mean_normalised",
-                                     "top_layer", "top_pool")},
+                                     "mean_r", "median_r", "max_r", "mean_noise_ceiling",
+                                     "mean_normalised", "median_normalised", "top_layer",
+                                     "top_pool")},
         })
         for pt in s.get("sample_size", []):
             curve.append({"model": name, "family": family, "n_params": params,

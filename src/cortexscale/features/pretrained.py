@@ -96,14 +96,22 @@ def _video_stimuli(fmri_root: Path, frames_per_tr: int) -> Iterator[tuple[str, i
 
 
 def _image_stimuli(root: Path, subjects: list[str]) -> Iterator[tuple[str, int, Callable]]:
-    from PIL import Image
-
     from cortexscale.data.nsd import read_nsd_subject
 
     for subject in subjects:
         sub = read_nsd_subject(root / subject)  # checks image count == response rows
+        # the challenge's test images (a submission's rows) as group {subject}/test_split
+        groups = [(subject, sub.images)] + (
+            [(f"{subject}/test_split", sub.test_images)] if sub.test_images else [])
+        yield from _image_groups(groups)
 
-        def batches(batch_size: int, paths: list[Path] = sub.images):
+
+def _image_groups(groups: list[tuple[str, list[Path]]]) -> Iterator[tuple[str, int, Callable]]:
+    from PIL import Image
+
+    for group, images in groups:
+
+        def batches(batch_size: int, paths: list[Path] = images):
             for start in range(0, len(paths), batch_size):
                 out = []
                 for p in paths[start:start + batch_size]:
@@ -114,7 +122,7 @@ def _image_stimuli(root: Path, subjects: list[str]) -> Iterator[tuple[str, int, 
                         raise ValueError(f"{p}: image does not decode: {err}") from err
                 yield out
 
-        yield subject, sub.n_images, batches
+        yield group, len(images), batches
 
 
 # --------------------------------------------------------------------------- extraction
