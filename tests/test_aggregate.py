@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cortexscale.config import POOLED
 from cortexscale.grid import expand
 from cortexscale.scaling.table import PARCEL_COLUMNS, TABLE_COLUMNS, aggregate, collect
 
@@ -123,10 +124,10 @@ def test_analyse_writes_fits_frontier_comparisons_and_summary(tmp_path, rng):
     fits = pd.read_csv(out.with_name("scaling_fits.tsv"), sep="\t")
     # data size varies for every model and precision; parameters for every size and precision
     assert set(fits["axis"]) == {"data_size", "n_params", "train_flops"}
-    pooled = fits[(fits["subject"] == "all") & (fits["roi"] == "all")]
+    pooled = fits[(fits["subject"] == POOLED) & (fits["roi"] == POOLED)]
     assert set(pooled["law"]) == {"loglinear", "saturating"}
     frontier = pd.read_csv(out.with_name("frontier.tsv"), sep="\t")
-    assert frontier["on_front"].any() and set(frontier["roi"]) == {"scene", "early", "all"}
+    assert frontier["on_front"].any() and set(frontier["roi"]) == {"scene", "early", POOLED}
     comparisons = pd.read_csv(out.with_name("comparisons.tsv"), sep="\t")
     assert set(comparisons["factor"]) == {"hidden", "precision"}
     summary = (tmp_path / "summary.md").read_text()

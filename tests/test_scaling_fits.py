@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cortexscale.config import POOLED
 from cortexscale.scaling.bootstrap import cube, draw_means
 from cortexscale.scaling.fits import (
     bootstrap_fit,
@@ -164,7 +165,7 @@ def test_single_run_pair_gives_a_parcel_interval_without_a_test(rng):
 
 def _fit_row(**kw):
     row = {"axis": "n_params", "target": "score", "family": "videogpt", "data_size": 2048,
-           "precision": "fp32", "budget": 0.0, "subject": "all", "roi": "all",
+           "precision": "fp32", "budget": 0.0, "subject": POOLED, "roi": POOLED,
            "law": "loglinear", "status": "ok", "x_min": 1e5, "x_max": 3.4e5,
            "fold_range": 3.4, "n_x": 3, "r2": 0.9, "ci_unit": "seeds and parcels",
            "change_over_range": 0.01, "change_over_range_lo": -0.02,
@@ -182,7 +183,7 @@ def _table():
 
 
 def _frontier():
-    return pd.DataFrame({"family": ["videogpt"], "roi": ["all"], "on_front": [True]})
+    return pd.DataFrame({"family": ["videogpt"], "roi": [POOLED], "on_front": [True]})
 
 
 def test_summary_states_range_interval_and_no_detectable_effect():

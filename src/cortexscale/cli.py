@@ -528,7 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_aggregate)
     p = sub.add_parser("brain-maps", help="draw per-parcel r on the dataset's atlas")
     p.add_argument("--parcels", required=True, type=Path, help="tables/parcels.tsv")
-    p.add_argument("--atlas", required=True, type=Path, help="labels image, parcel p = p + 1")
+    p.add_argument("--atlas", required=True, type=Path, nargs="+",
+                   help="labels image, parcel p = p + 1: one for all subjects, or one "
+                        "{subject}.nii.gz per subject")
     p.add_argument("--out", required=True, type=Path, help="the figure (PNG)")
     p.add_argument("--grid", help="grid point to draw (default: the best mean r)")
     p.set_defaults(func=cmd_brain_maps)

@@ -29,6 +29,11 @@ from cortexscale.grid import (
 SCHEMA_PATH = Path(str(resources.files("cortexscale") / "resources" / "config.schema.yaml"))
 
 
+#: the subject and ROI label of the pooled rows of every table (pooled over subjects, over
+#: the study's ROIs); the ROI and subject patterns of the schema cannot produce it
+POOLED = "(pooled)"
+
+
 class ConfigError(ValueError):
     """A study configuration that cannot be run; the message says why and where."""
 
@@ -414,6 +419,10 @@ def check_semantics(cfg: dict[str, Any], source: str = "config") -> None:
     _check_grid(cfg, problems)
     _check_tokenizer(cfg, problems)
     _check_fmri(cfg, problems)
+    for key in ("rois", "subjects"):
+        if POOLED in cfg.get(key, []):
+            problems.append(f"{key}: {POOLED!r} is the label of the tables' pooled rows; "
+                            "name the ROI or subject otherwise")
     from cortexscale.references import check_reference
 
     problems.extend(check_reference(cfg))

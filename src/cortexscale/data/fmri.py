@@ -9,11 +9,17 @@ The folder holds::
 
 Every accessor validates what it reads and raises an error that names the file, the
 key and what was expected.
+
+ROI names (:func:`roi_names`, :func:`roi_mask`): a study may name a ``roi`` value of
+``parcels.tsv``; a group ``G`` of the values named ``G_<part>`` (``Vis`` for ``Vis_LH`` and
+``Vis_RH``); and ``all``, every parcel. A name that is itself a ``roi`` value means just
+those parcels.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -23,10 +29,13 @@ import pandas as pd
 from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.video import read_video, resample_frames
 
-__all__ = ["FmriDataset", "RUNS_COLUMNS", "PARCELS_COLUMNS", "open_h5"]
+__all__ = ["ALL_PARCELS", "FmriDataset", "PARCELS_COLUMNS", "RUNS_COLUMNS", "open_h5",
+           "roi_mask", "roi_names"]
 
 RUNS_COLUMNS = ("subject", "run", "stimulus", "n_tr", "split")
 PARCELS_COLUMNS = ("parcel", "roi", "label")
+#: the ROI of every parcel, whatever parcels.tsv assigns
+ALL_PARCELS = "all"
 SPLITS = ("train", "test")
 _LAYOUT = (
     "runs.tsv (subject, run, stimulus, n_tr, split), parcels.tsv (parcel, roi, label), "
@@ -52,6 +61,44 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
             f"found {list(df.columns)}"
         )
     return df
+
+
+def roi_names(values: Sequence[str]) -> list[str]:
+    """Every ROI name a study may use, given the ``roi`` column of ``parcels.tsv``.
+
+    Parameters
+    ----------
+    values : sequence of str, one per parcel
+        The ``roi`` column.
+
+    Returns
+    -------
+    names : list of str
+        The distinct values in order of first appearance, then each group ``G`` of values
+        named ``G_<part>`` (every prefix ending before an ``_``) that is not a value itself,
+        then :data:`ALL_PARCELS` (unless it is a value).
+    """
+    stored = list(dict.fromkeys(str(v) for v in values))
+    groups = [v[:i] for v in stored for i, c in enumerate(v) if c == "_" and i > 0]
+    extra = [g for g in dict.fromkeys(groups) if g not in stored]
+    return stored + extra + ([] if ALL_PARCELS in stored else [ALL_PARCELS])
+
+
+def roi_mask(values: Sequence[str], roi: str) -> np.ndarray:
+    """Which parcels an ROI name selects (see :func:`roi_names`).
+
+    Returns
+    -------
+    mask : ndarray of bool, shape (n_parcels,)
+        All False when the name selects nothing.
+    """
+    values = np.asarray([str(v) for v in values], dtype=object)
+    exact = values == roi
+    if exact.any():
+        return exact
+    if roi == ALL_PARCELS:
+        return np.ones(values.shape, dtype=bool)
+    return np.array([v.startswith(f"{roi}_") for v in values], dtype=bool)
 
 
 def _validate_runs(df: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -145,6 +192,11 @@ class FmriDataset:
         """ROI names in the order they first appear in ``parcels.tsv``."""
         return list(dict.fromkeys(self.parcels["roi"]))
 
+    @property
+    def roi_names(self) -> list[str]:
+        """Every ROI name a study may use with this dataset (:func:`roi_names`)."""
+        return roi_names(self.parcels["roi"])
+
     def subject_path(self, subject: str) -> Path:
         """Path of ``{subject}.h5`` (checked to exist)."""
         self._check_subject(subject)
@@ -225,16 +277,17 @@ class FmriDataset:
         return int(self.runs.loc[sel, "n_tr"].max())
 
     def roi_parcels(self, roi: str) -> np.ndarray:
-        """Column indices of an ROI's parcels.
+        """Column indices of an ROI's parcels (a ``roi`` value, a group of them, ``all``).
 
         Returns
         -------
         parcels : ndarray of int64, shape (n_roi_parcels,)
         """
-        sel = self.parcels["roi"] == roi
+        sel = roi_mask(self.parcels["roi"], roi)
         if not sel.any():
             raise KeyError(
-                f"ROI {roi!r} is not in {self.root / 'parcels.tsv'}; available ROIs: {self.rois}"
+                f"ROI {roi!r} is not in {self.root / 'parcels.tsv'}; available ROIs: "
+                f"{self.roi_names}"
             )
         return self.parcels.loc[sel, "parcel"].to_numpy(dtype=np.int64)
 

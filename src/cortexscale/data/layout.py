@@ -134,6 +134,7 @@ def write_dataset(
     report: dict[str, Any],
     cfg: Any = None,
     link_stimuli: bool = True,
+    files: dict[str, Path] | None = None,
 ) -> None:
     """Write a dataset in the internal layout, all or nothing.
 
@@ -157,10 +158,14 @@ def write_dataset(
         Recorded (hashed) in the provenance.
     link_stimuli : bool, optional
         Symbolic links to the movies (default) instead of copies.
+    files : dict of str to Path, optional
+        Further files copied into the dataset at these relative paths (an importer's
+        ``atlas/{subject}.nii.gz``), moved in before ``runs.tsv``.
     """
     out_dir = Path(out_dir)
+    files = files or {}
     prepare_outputs([out_dir, *(out_dir / n for n in ("runs.tsv", "parcels.tsv",
-                                                       "import.json"))], "fmri-import")
+                                                       "import.json", *files))], "fmri-import")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         report = {**report, "bad_parcels": {}}
@@ -185,6 +190,9 @@ def write_dataset(
                 shutil.copyfile(src, dst)
         write_tsv(tmp / "parcels.tsv", parcels[list(PARCELS_COLUMNS)])
         write_json(tmp / "import.json", {**report, "provenance": prov})
+        for rel, src in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, tmp / rel)
         # move in: everything but runs.tsv, then runs.tsv (the completion marker)
         (out_dir / "runs.tsv").unlink(missing_ok=True)  # a stale marker must go first
         (out_dir / "stimuli").mkdir(parents=True, exist_ok=True)
@@ -192,6 +200,9 @@ def write_dataset(
             if (out_dir / "stimuli" / path.name).is_symlink():
                 (out_dir / "stimuli" / path.name).unlink()
             os.replace(path, out_dir / "stimuli" / path.name)
+        for rel in files:
+            (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp / rel, out_dir / rel)
         for path in sorted(tmp.iterdir()):
             if path.is_file():
                 os.replace(path, out_dir / path.name)

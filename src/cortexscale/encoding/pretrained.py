@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from cortexscale.config import section
+from cortexscale.config import POOLED, section
 from cortexscale.encoding.metrics import pearson_r
 from cortexscale.encoding.selection import select_feature_sets
 from cortexscale.features.pretrained import CACHE_EXPECTED
@@ -546,23 +546,23 @@ def _loglinear(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def scaling_fits(table: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
-    """``r = a + b log10(x)`` per ROI (and ``all``), pooled over subjects: along the
+    """``r = a + b log10(x)`` per ROI (and pooled over ROIs: ``(pooled)``), pooled over subjects: along the
     training-set size per model (``axis = n_train``) and along the parameter count per
     family with at least two models (``axis = n_params``)."""
     rows = []
-    for roi in [*sorted(curves["roi"].unique()), "all"] if not curves.empty else []:
-        sub = curves if roi == "all" else curves[curves["roi"] == roi]
+    for roi in [*sorted(curves["roi"].unique()), POOLED] if not curves.empty else []:
+        sub = curves if roi == POOLED else curves[curves["roi"] == roi]
         for model, g in sub.groupby("model"):
             mean = g.groupby("n_train")["mean_r"].mean()
-            rows.append({"axis": "n_train", "series": model, "subject": "all", "roi": roi,
+            rows.append({"axis": "n_train", "series": model, "subject": POOLED, "roi": roi,
                          **_loglinear(mean.index.to_numpy(float), mean.to_numpy(float))})
     single = table[table["kind"] == "model"].dropna(subset=["n_params"])
-    for roi in [*sorted(single["roi"].unique()), "all"] if not single.empty else []:
-        sub = single if roi == "all" else single[single["roi"] == roi]
+    for roi in [*sorted(single["roi"].unique()), POOLED] if not single.empty else []:
+        sub = single if roi == POOLED else single[single["roi"] == roi]
         for family, g in sub.groupby("family"):
             mean = g.groupby("n_params")["mean_r"].mean()
             if mean.size < 2:
                 continue
-            rows.append({"axis": "n_params", "series": family, "subject": "all", "roi": roi,
+            rows.append({"axis": "n_params", "series": family, "subject": POOLED, "roi": roi,
                          **_loglinear(mean.index.to_numpy(float), mean.to_numpy(float))})
     return pd.DataFrame(rows, columns=list(FIT_COLUMNS))

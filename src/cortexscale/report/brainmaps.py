@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import matplotlib
 
@@ -40,18 +42,43 @@ def parcel_volume(atlas: nib.Nifti1Image, values: np.ndarray) -> nib.Nifti1Image
     return nib.Nifti1Image(lut[labels], atlas.affine)
 
 
+def _atlas_paths(atlas: str | os.PathLike | Mapping[str, str | os.PathLike] | Sequence,
+                 subjects: list[str]) -> dict[str, Path]:
+    """Subject -> labels image: one image for all, a mapping, or one ``{subject}.nii.gz``
+    per subject."""
+    if isinstance(atlas, (str, os.PathLike)):
+        return {s: Path(atlas) for s in subjects}
+    if isinstance(atlas, Mapping):
+        paths = {str(k): Path(v) for k, v in atlas.items()}
+    else:
+        paths = [Path(p) for p in atlas]
+        if len(paths) == 1:
+            return {s: paths[0] for s in subjects}
+        paths = {p.name.split(".")[0]: p for p in paths}
+    missing = [s for s in subjects if s not in paths]
+    if missing:
+        raise ValueError(f"no atlas for subject(s) {missing} of the parcel table; given "
+                         f"{sorted(paths)} (one {{subject}}.nii.gz per subject, or one for all)")
+    return {s: paths[s] for s in subjects}
+
+
 def plot_brain_maps(
-    parcels: pd.DataFrame, atlas_path: str | os.PathLike, out_png: str | os.PathLike,
-    grid: str | None = None,
+    parcels: pd.DataFrame,
+    atlas_path: str | os.PathLike | Mapping[str, str | os.PathLike] | Sequence,
+    out_png: str | os.PathLike, grid: str | None = None,
 ) -> str:
     """Per-parcel held-out r of one grid point, one row of axial slices per subject.
 
     Parameters
     ----------
     parcels : DataFrame
-        Per-parcel table (``tables/parcels.tsv``): ``grid, subject, parcel, r``.
-    atlas_path : path-like
-        Labels image of the dataset (label ``p + 1`` = parcel ``p``).
+        Per-parcel table (``tables/parcels.tsv``): ``grid, subject, parcel, r`` (and
+        ``roi``). A parcel in several of the study's ROIs (``Vis`` and ``all``) is drawn
+        once, with its mean r over them (the same r: penalties are chosen per parcel).
+    atlas_path : path-like, mapping or sequence of path-like
+        Labels image (label ``p + 1`` = parcel ``p``): one for every subject, a mapping
+        subject -> image, or several images named ``{subject}.nii.gz`` (a subject's own
+        atlas, as the Algonauts 2025 import copies them).
     out_png : path-like
         Figure (PNG, SVG beside it).
     grid : str, optional
@@ -66,19 +93,22 @@ def plot_brain_maps(
 
     if parcels.empty:
         raise ValueError("the parcel table is empty; nothing to draw")
+    parcels = parcels.groupby(["grid", "subject", "parcel"], as_index=False)["r"].mean()
     if grid is None:
         grid = str(parcels.groupby("grid")["r"].mean().idxmax())
     part = parcels[parcels["grid"] == grid]
     if part.empty:
         raise ValueError(f"grid point {grid!r} is not in the parcel table")
-    atlas = nib.load(atlas_path)
-    n_parcels = int(parcels["parcel"].max()) + 1
     subjects = sorted(part["subject"].unique())
+    atlases = _atlas_paths(atlas_path, subjects)
     vmax = float(np.nanmax(np.abs(part["r"]))) or 1.0
     fig, axes = plt.subplots(len(subjects), 1, figsize=(10, 2.2 * len(subjects)), squeeze=False)
     for ax, subject in zip(axes[:, 0], subjects, strict=True):
-        values = np.full(n_parcels, np.nan)
+        atlas = nib.load(atlases[subject])
         rows = part[part["subject"] == subject]
+        # parcels outside the study's ROIs stay blank (NaN -> 0)
+        n_parcels = max(int(rows["parcel"].max()) + 1, int(np.max(atlas.dataobj)))
+        values = np.full(n_parcels, np.nan)
         values[rows["parcel"].to_numpy()] = rows["r"].to_numpy()
         plotting.plot_stat_map(
             parcel_volume(atlas, values), display_mode="z", cut_coords=6, axes=ax,

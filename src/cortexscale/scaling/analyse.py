@@ -6,7 +6,9 @@ Reads the tidy tables written by :func:`cortexscale.scaling.table.aggregate` and
   size (per model configuration and precision), parameter count (per data size and
   precision; not within an IsoFLOP budget, where :mod:`~cortexscale.scaling.allocation`
   takes over) and training compute, per family (VideoGPT, planted reference), per subject
-  and ROI, per ROI pooled over subjects and pooled over everything; the validation loss
+  and ROI, per ROI pooled over subjects and pooled over everything (subject and ROI
+  ``(pooled)``, :data:`cortexscale.config.POOLED`; every parcel once where ROIs overlap);
+  the validation loss
   along the same axes (``target = val_loss``, pooled level); intervals from the bootstrap
   over seeds and parcels (:mod:`~cortexscale.scaling.bootstrap`).
 - ``frontier.tsv``: every condition's score (mean over seeds and subjects), normalised
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cortexscale.config import POOLED
 from cortexscale.io.atomic import atomic_path
 from cortexscale.scaling.allocation import CONDITION, allocation_table
 from cortexscale.scaling.bootstrap import cube, draw_means, percentile_ci, point_means
@@ -42,9 +45,20 @@ AXES = {
     "n_params": ["family", "data_size", "precision", "budget", "tokens"],
     "train_flops": ["family", "precision"],
 }
-ALL = "all"
+# the subject and ROI label of pooled rows: one no ROI or subject can be named
+ALL = POOLED
 SCALED = ("videogpt", "planted")  # families with N, D and C (not the latents/random lines)
 RUN_KEYS = ["n_params", "train_flops", "tokens_seen", "final_val_loss"]
+
+
+def unique_parcels(parcels: pd.DataFrame) -> pd.DataFrame:
+    """Each (run, subject, parcel) once, the first ROI's row kept.
+
+    A study's ROIs may overlap (``Vis``, ``Vis_LH`` and ``all``); a statistic pooled over
+    ROIs counts every parcel once. A parcel's score does not depend on the ROI it was fitted
+    in (the ridge penalty is chosen per parcel), so which row is kept does not matter.
+    """
+    return parcels.drop_duplicates(["grid", "subject", "parcel"])
 
 
 def _series_rows(
@@ -117,7 +131,8 @@ def scaling_fits(
                                          ("loglinear",))
                 for roi, part in ser.groupby("roi", sort=True):
                     rows += _series_rows(part, x_col, series, ALL, roi, n_boot, seed, pooled)
-            rows += _series_rows(ser, x_col, series, ALL, ALL, n_boot, seed, pooled)
+            rows += _series_rows(unique_parcels(ser), x_col, series, ALL, ALL, n_boot, seed,
+                                 pooled)
             if runs is not None:
                 sel = np.ones(len(runs), dtype=bool)
                 for c, v in series.items():
@@ -180,7 +195,7 @@ def frontier_table(table: pd.DataFrame, parcels: pd.DataFrame | None = None,
     if parcels is not None and n_boot > 0:
         sub = parcels[parcels["family"].isin(SCALED)]
         for roi in out["roi"].unique():
-            part = sub if roi == ALL else sub[sub["roi"] == roi]
+            part = unique_parcels(sub) if roi == ALL else sub[sub["roi"] == roi]
             conds, scores = cube(part, keys)
             lo, hi = percentile_ci(draw_means(scores, n_boot, seed=seed))
             ci = conds.assign(score_lo=lo, score_hi=hi).set_index(keys)
@@ -296,10 +311,12 @@ def analyse(
     fits = scaling_fits(parcels, n_boot=n_boot, seed=seed, runs=runs)
     frontier = frontier_table(table, parcels, n_boot=min(n_boot, 200), seed=seed)
     print("analyse: compute-optimal allocation", file=sys.stderr)
-    allocation = allocation_table(runs, parcels, n_boot=n_boot, seed=seed,
+    # pooled over the study's ROIs: every parcel once, also where ROIs overlap
+    once = unique_parcels(parcels)
+    allocation = allocation_table(runs, once, n_boot=n_boot, seed=seed,
                                   n_refit=min(n_boot, 100))
-    isoflop = isoflop_curves(runs, parcels, n_boot=n_boot, seed=seed)
-    comparisons = compare_factors(parcels[parcels["family"] == "videogpt"], seed=seed)
+    isoflop = isoflop_curves(runs, once, n_boot=n_boot, seed=seed)
+    comparisons = compare_factors(once[once["family"] == "videogpt"], seed=seed)
     curves = fit_curves(parcels, n_boot=n_boot, seed=seed)
     for name, df in (("scaling_fits", fits), ("fit_curves", curves), ("frontier", frontier),
                      ("isoflop", isoflop), ("allocation", allocation),

@@ -13,11 +13,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cortexscale.config import POOLED
 from cortexscale.scaling.stats import NO_EFFECT, verdict
 
 __all__ = ["summary_markdown"]
 
-ALL = "all"
+ALL = POOLED  # the label of pooled rows (subject and ROI)
 AXIS_NAMES = {"data_size": "pretraining data (frames)", "n_params": "parameters",
               "train_flops": "training compute (FLOPs)"}
 
