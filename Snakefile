@@ -34,7 +34,12 @@ check_study_dataset(check_config(config, _STUDY), _STUDY)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+# the report's landing page: what the study is (`snakemake --report results/STUDY/report.html`)
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
+include: "workflow/rules/report.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/tokenizer.smk"
 include: "workflow/rules/pretrain.smk"

@@ -257,21 +257,27 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
     from cortexscale.io.atomic import prepare_outputs
+    from cortexscale.report.html import page_path, write_table_pages
     from cortexscale.scaling.table import aggregate
 
-    prepare_outputs([args.out, *args.figures], "aggregate")
+    prepare_outputs([args.out, page_path(args.out), *args.figures], "aggregate")
     summaries = {Path(p).parent.name: Path(p) for p in args.summaries}
     aggregate(args.encoding, summaries, args.out, args.figures)
+    write_table_pages([args.out])  # the table's HTML page beside it, for the report
 
 
 def cmd_analyse(args: argparse.Namespace) -> None:
     s = _settings(args, ["study", "seed", "scaling"])
     from cortexscale.io.atomic import prepare_outputs
+    from cortexscale.report.html import page_path, write_summary_html, write_table_pages
     from cortexscale.scaling.analyse import analyse
 
     figures = (args.frontier_figure, args.isoflop_figure, args.allocation_figure)
-    prepare_outputs([args.out_dir / "allocation.tsv", args.summary,
-                     *(f for f in figures if f is not None)], "analyse")
+    # the HTML pages of the summary and of these tables are written beside them (the report)
+    paged = [args.out_dir / f"{n}.tsv"
+             for n in ("scaling_fits", "frontier", "isoflop", "allocation", "comparisons")]
+    prepare_outputs([args.out_dir / "allocation.tsv", args.summary, page_path(args.summary),
+                     *map(page_path, paged), *(f for f in figures if f is not None)], "analyse")
     analyse(
         args.table, args.parcels, args.out_dir, args.summary, args.frontier_figure,
         n_boot=s["scaling"]["n_boot"], seed=s.get("seed", 0), study=s.get("study", "study"),
@@ -279,6 +285,8 @@ def cmd_analyse(args: argparse.Namespace) -> None:
         pretrained_fits_tsv=args.pretrained_fits, reference_summaries=args.reference_summaries,
         isoflop_png=args.isoflop_figure, allocation_png=args.allocation_figure,
     )
+    write_table_pages(paged)
+    write_summary_html(args.summary)
 
 
 def cmd_brain_maps(args: argparse.Namespace) -> None:
@@ -369,9 +377,11 @@ def cmd_pretrained_aggregate(args: argparse.Namespace) -> None:
     from cortexscale.features.pretrained import CACHE_EXPECTED
     from cortexscale.io.atomic import prepare_outputs
     from cortexscale.io.hdf5 import open_h5
+    from cortexscale.report.html import page_path, write_table_pages
     from cortexscale.scaling.table import write_table
 
-    prepare_outputs([args.out, args.sample_size, args.fits, *([args.figure] * bool(args.figure))],
+    tables = [args.out, args.sample_size, args.fits]  # each with its HTML page (the report)
+    prepare_outputs([*tables, *map(page_path, tables), *([args.figure] * bool(args.figure))],
                     "pretrained-aggregate")
     n_params = {}
     for path in args.features:
@@ -385,6 +395,7 @@ def cmd_pretrained_aggregate(args: argparse.Namespace) -> None:
     write_table(table, args.out)
     write_table(curves, args.sample_size)
     write_table(scaling_fits(table, curves), args.fits)
+    write_table_pages(tables)
     if args.figure:
         from cortexscale.report.figures import plot_pretrained
 

@@ -9,16 +9,11 @@ rule aggregate:
         + REFERENCE_SUMMARIES,
         logs=expand(f"{RESULTS}/pretrain/{{grid}}/log.tsv", grid=GRID_NAMES),
     output:
-        table=report(
-            ENCODING_TABLE,
-            caption="../report/encoding_table.rst",
-            category="Tables",
-        ),
+        table=data_in_report(ENCODING_TABLE),
         parcels=PARCEL_TABLE,
-        figures=[
-            report(f, caption="../report/scaling_figures.rst", category="Figures")
-            for f in SCALING_FIGURES
-        ],
+        figures=[in_report(f) for f in SCALING_FIGURES],
+        # the table's page (cortexscale.report.html), shown in the report
+        page=in_report(page_of(ENCODING_TABLE)),
         copies=siblings([ENCODING_TABLE, PARCEL_TABLE], ".parquet")
         + siblings(SCALING_FIGURES, ".svg"),
     log:

@@ -29,47 +29,22 @@ rule analyse:
         pretrained=ANALYSIS_PRETRAINED,
         references=REFERENCE_SUMMARIES,
     output:
-        fits=report(
-            f"{RESULTS}/tables/scaling_fits.tsv",
-            caption="../report/scaling_fits.rst",
-            category="Tables",
-        ),
-        frontier=f"{RESULTS}/tables/frontier.tsv",
-        allocation=report(
-            f"{RESULTS}/tables/allocation.tsv",
-            caption="../report/allocation.rst",
-            category="Tables",
-        ),
-        comparisons=report(
-            f"{RESULTS}/tables/comparisons.tsv",
-            caption="../report/comparisons.rst",
-            category="Tables",
-        ),
-        summary=report(
-            SUMMARY,
-            caption="../report/summary.rst",
-            category="Summary",
-        ),
-        figure=report(
-            FRONTIER_FIGURE,
-            caption="../report/frontier.rst",
-            category="Figures",
-        ),
-        fits_figure=report(
-            f"{RESULTS}/figures/scaling_fits.png",
-            caption="../report/scaling_fits_figure.rst",
-            category="Figures",
-        ),
+        fits=data_in_report(f"{RESULTS}/tables/scaling_fits.tsv"),
+        frontier=data_in_report(f"{RESULTS}/tables/frontier.tsv"),
+        allocation=data_in_report(f"{RESULTS}/tables/allocation.tsv"),
+        comparisons=data_in_report(f"{RESULTS}/tables/comparisons.tsv"),
+        summary=SUMMARY,
+        figure=in_report(FRONTIER_FIGURE),
+        fits_figure=in_report(f"{RESULTS}/figures/scaling_fits.png"),
         curves=f"{RESULTS}/tables/fit_curves.tsv",
-        isoflop=f"{RESULTS}/tables/isoflop.tsv",
-        allocation_figure=report(
-            ALLOCATION_FIGURE,
-            caption="../report/allocation_figure.rst",
-            category="Figures",
-        ),
-        isoflop_figure=[
-            report(f, caption="../report/isoflop_figure.rst", category="Figures")
-            for f in [ISOFLOP_FIGURE] * HAS_BUDGETS
+        isoflop=data_in_report(f"{RESULTS}/tables/isoflop.tsv"),
+        allocation_figure=in_report(ALLOCATION_FIGURE),
+        isoflop_figure=[in_report(f) for f in [ISOFLOP_FIGURE] * HAS_BUDGETS],
+        # the summary's and the tables' pages (cortexscale.report.html), shown in the report
+        pages=[in_report(page_of(SUMMARY))]
+        + [
+            in_report(f"{RESULTS}/tables/{name}.html")
+            for name in ("scaling_fits", "frontier", "isoflop", "allocation", "comparisons")
         ],
         copies=siblings(
             [
@@ -115,7 +90,7 @@ if ATLAS:
             parcels=PARCEL_TABLE,
             atlas=ATLAS,
         output:
-            brain_map=report(BRAIN_MAP, caption="../report/brain_map.rst", category="Figures"),
+            brain_map=in_report(BRAIN_MAP),
             copies=siblings([BRAIN_MAP], ".svg"),
         log:
             f"{LOGS}/brain_maps.log",

@@ -157,18 +157,12 @@ if PRE_MODELS:
             # the challenge submissions (image datasets with test images): made by encode
             submission=[f for m in PRE_MODELS for s in SUBJECTS for f in pre_submission_files(m, s)],
         output:
-            table=report(
-                PRETRAINED_TABLES[0],
-                caption="../report/pretrained.rst",
-                category="Tables",
-            ),
-            sample_size=PRETRAINED_TABLES[1],
-            fits=PRETRAINED_TABLES[2],
-            figure=report(
-                PRETRAINED_TABLES[3],
-                caption="../report/pretrained_figure.rst",
-                category="Figures",
-            ),
+            table=data_in_report(PRETRAINED_TABLES[0]),
+            sample_size=data_in_report(PRETRAINED_TABLES[1]),
+            fits=data_in_report(PRETRAINED_TABLES[2]),
+            figure=in_report(PRETRAINED_TABLES[3]),
+            # the tables' pages (cortexscale.report.html), shown in the report
+            pages=[in_report(page_of(t)) for t in PRETRAINED_TABLES[:3]],
             copies=siblings(PRETRAINED_TABLES[:3], ".parquet")
             + siblings(PRETRAINED_TABLES[3:], ".svg"),
         log:
