@@ -40,6 +40,22 @@ def _check(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _point_interval(ax: plt.Axes, x, y, lo, hi, along: str, **marker) -> None:
+    """Points (x, y) with their intervals [lo, hi] along ``along`` ("x" or "y") as lines.
+
+    Not ``errorbar``: a bootstrap percentile interval need not contain its point estimate
+    (errorbar's offsets would be negative); the interval is drawn as it is.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    color = marker.get("color")
+    if along == "y":
+        ax.vlines(x, lo, hi, color=color, lw=1)
+    else:
+        ax.hlines(y, lo, hi, color=color, lw=1)
+    ax.plot(x, y, ls="none", **marker)
+
+
 def save_figure(fig: plt.Figure, out_png: str | os.PathLike) -> None:
     """Save ``fig`` as PNG at ``out_png`` and as SVG beside it, atomically; close it."""
     out_png = Path(out_png)
@@ -408,9 +424,8 @@ def plot_isoflop(curves: pd.DataFrame, allocation: pd.DataFrame, out_png: str | 
             for k, (budget, c) in enumerate(part.groupby("budget", sort=True)):
                 colour = f"C{k % 10}"
                 c = c.sort_values("n_params")
-                ax.errorbar(c["n_params"], c["mean"],
-                            yerr=[c["mean"] - c["lo"], c["hi"] - c["mean"]], fmt="o",
-                            color=colour, ms=4, capsize=2, label=f"C = {budget:.3g}")
+                _point_interval(ax, c["n_params"], c["mean"], c["lo"], c["hi"], "y",
+                                marker="o", color=colour, ms=4, label=f"C = {budget:.3g}")
                 x = np.log10(c["n_params"].to_numpy(float))
                 if np.unique(x).size >= 3 and np.isfinite(c["mean"]).all():
                     coef = np.polyfit(x, c["mean"].to_numpy(float), 2)
@@ -419,9 +434,9 @@ def plot_isoflop(curves: pd.DataFrame, allocation: pd.DataFrame, out_png: str | 
                 o = opt[(opt["family"] == family) & (opt["precision"] == precision)
                         & (opt["target"] == target) & (opt["budget"] == budget)]
                 for r in o.itertuples():
-                    ax.errorbar([r.n_opt], [r.target_opt],
-                                xerr=[[r.n_opt - r.n_opt_lo], [r.n_opt_hi - r.n_opt]],
-                                fmt="*", ms=12, color=colour, mec="black", capsize=3)
+                    _point_interval(ax, [r.n_opt], [r.target_opt], [r.n_opt_lo],
+                                    [r.n_opt_hi], "x", marker="*", ms=12, color=colour,
+                                    mec="black")
             if target == "score":
                 if ceiling is not None and np.isfinite(ceiling):
                     ax.axhline(ceiling, color="0.4", lw=1.2, label=CEILING_LABEL)
@@ -468,10 +483,8 @@ def plot_allocation(allocation: pd.DataFrame, out_png: str | os.PathLike) -> Non
                    & (laws["target"] == target)]
         for ax, q in zip(axes[0], ("n", "d"), strict=True):
             if len(p):
-                ax.errorbar(p["budget"], p[f"{q}_opt"],
-                            yerr=[p[f"{q}_opt"] - p[f"{q}_opt_lo"],
-                                  p[f"{q}_opt_hi"] - p[f"{q}_opt"]],
-                            fmt="o", color=colour, capsize=3, label=label)
+                _point_interval(ax, p["budget"], p[f"{q}_opt"], p[f"{q}_opt_lo"],
+                                p[f"{q}_opt_hi"], "y", marker="o", color=colour, label=label)
             for r in law.itertuples():
                 cs = np.geomspace(r.budget_min, r.budget_max, 20)
                 exp, coef = getattr(r, f"exponent_{q}"), getattr(r, f"coef_{q}")
