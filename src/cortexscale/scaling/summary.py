@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats as _stats
 
 from cortexscale.config import POOLED
 from cortexscale.scaling.stats import NO_EFFECT, verdict
@@ -319,8 +320,7 @@ def _pretrained(pre: pd.DataFrame | None, sample: pd.DataFrame | None,
     n_sub = scored["subject"].nunique()
     for (model, kind), g in scored.groupby(["model", "kind"], sort=True):
         per_sub = g.groupby("subject")["mean_r"].mean()
-        half = (1.96 * per_sub.std(ddof=1) / np.sqrt(per_sub.size) if per_sub.size > 1
-                else np.nan)
+        half = _t_half(per_sub.to_numpy(float))
         ci = (f"+- {half:.3f} (95%, over {per_sub.size} subjects)" if np.isfinite(half)
               else "(1 subject: no interval)")
         n = g["n_params"].iloc[0]
@@ -345,9 +345,11 @@ def _pretrained(pre: pd.DataFrame | None, sample: pd.DataFrame | None,
                 continue
             change = per[n_hi] - per[n_lo]
             if change.size > 1:
-                half = 1.96 * change.std(ddof=1) / np.sqrt(change.size)
+                half = _t_half(change.to_numpy(float))
                 lo, hi = change.mean() - half, change.mean() + half
-                tail = f"95% CI {lo:+.3f} to {hi:+.3f} over subjects: {verdict(lo, hi)}"
+                trend = (NO_EFFECT if lo <= 0 <= hi
+                         else "a detectable increase" if lo > 0 else "a detectable decrease")
+                tail = f"95% CI {lo:+.3f} to {hi:+.3f}, t over subjects: {trend}"
             else:
                 tail = "1 subject: no interval"
             lines.append(
@@ -392,3 +394,14 @@ def summary_markdown(
     _factors(comparisons, lines)
     _pretrained(pretrained, pretrained_sample_size, pretrained_fits, lines)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _t_half(values: np.ndarray, level: float = 0.95) -> float:
+    """Half-width of the t interval of the mean of ``values`` (n - 1 degrees of freedom:
+    with 2 subjects the 95% quantile is 12.7, not 1.96); NaN for fewer than 2 values."""
+    values = values[np.isfinite(values)]
+    if values.size < 2:
+        return float("nan")
+    q = _stats.t.ppf(0.5 + level / 2, values.size - 1)
+    return float(q * values.std(ddof=1) / np.sqrt(values.size))
+
