@@ -531,10 +531,14 @@ def collect_pretrained(sidecars: Sequence[str | os.PathLike], models: list[dict[
     return table, curves
 
 
+MIN_X = 3  # distinct x values a law is fitted on (two points always fit a line)
+
+
 def _loglinear(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """``y = a + b log10 x``; NaN coefficients on fewer than ``MIN_X`` distinct x."""
     ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
     x, y = np.log10(x[ok]), y[ok]
-    if np.unique(x).size < 2:
+    if np.unique(x).size < MIN_X:
         return {"n_points": int(x.size), "a": np.nan, "b": np.nan, "r2": np.nan,
                 "gain_per_decade": np.nan}
     b, a = np.polyfit(x, y, 1)
@@ -562,7 +566,7 @@ def scaling_fits(table: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
         for family, g in sub.groupby("family"):
             mean = g.groupby("n_params")["mean_r"].mean()
             if mean.size < 2:
-                continue
+                continue  # one model: no axis (with 2, a row that says too few x values)
             rows.append({"axis": "n_params", "series": family, "subject": POOLED, "roi": roi,
                          **_loglinear(mean.index.to_numpy(float), mean.to_numpy(float))})
     return pd.DataFrame(rows, columns=list(FIT_COLUMNS))
