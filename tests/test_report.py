@@ -264,7 +264,11 @@ DRIVER = r"""
 (async function () {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const screen = () => document.querySelector("#app").textContent;
-  const probe = {landing: "", results: {}, errors: []};
+  const probe = {landing: "", results: {}, errors: [], done: false};
+  const pre = document.createElement("pre");
+  pre.id = "probe";
+  const write = () => { pre.textContent = JSON.stringify(probe); };
+  document.body.appendChild(pre);
   try {
     for (let i = 0; i < 200 && (typeof app === "undefined" || !screen()); i++) await sleep(50);
     await sleep(200);
@@ -299,6 +303,27 @@ DRIVER = r"""
             }
             item.shown = !!img;
             item.width = img ? img.naturalWidth : 0;
+            // what the browser drew: the share of opaque, non-white pixels (a truncated or
+            // corrupt image draws nothing, whatever its header says of its size)
+            item.inked = 0;
+            if (img && img.naturalWidth) {
+              const scale = Math.min(1, 400 / img.naturalWidth);
+              const canvas = document.createElement("canvas");
+              canvas.width = Math.max(1, Math.round(img.naturalWidth * scale));
+              canvas.height = Math.max(1, Math.round(img.naturalHeight * scale));
+              const ctx = canvas.getContext("2d");
+              try {
+                ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+                const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+                let inked = 0;
+                for (let i = 0; i < px.length; i += 4) {
+                  if (px[i + 3] > 200 && (px[i] < 200 || px[i + 1] < 200 || px[i + 2] < 200)) {
+                    inked += 1;
+                  }
+                }
+                item.inked = inked / (px.length / 4);
+              } catch (e) { item.error = String(e); }
+            }
           } else if (entry.mime_type === "text/html") {
             const frame = document.querySelector("#app iframe");
             item.shown = !!frame && frame.src === entry.data_uri;
@@ -308,14 +333,13 @@ DRIVER = r"""
             }
           }
           probe.results[path] = item;
+          write();  // what was seen so far, should a later step hang
         }
       }
     }
+    probe.done = true;
   } catch (e) { probe.errors.push(String(e) + "\n" + e.stack); }
-  const pre = document.createElement("pre");
-  pre.id = "probe";
-  pre.textContent = JSON.stringify(probe);
-  document.body.appendChild(pre);
+  write();
 })();
 </script>
 """
@@ -353,6 +377,7 @@ def test_report_in_headless_chromium(tiny_study, tmp_path, chromium):
 
     probe = json.loads(html_mod.unescape(match.group(1)))
     assert not probe["errors"], probe["errors"]
+    assert probe["done"], f"the driver stopped after {len(probe['results'])} result(s)"
 
     # the landing page, rendered by the app (not only present in a script)
     landing = squash(probe["landing"])
@@ -373,7 +398,10 @@ def test_report_in_headless_chromium(tiny_study, tmp_path, chromium):
         item = by_name[name]
         category, subcategory, title, caption = items[name]
         assert (item["category"], item["subcategory"]) == (category, subcategory), name
-        assert item["clicked"] and item["shown"] and item["width"] > 100, (name, item)
+        assert item["clicked"] and item["shown"] and item["width"] > 100, name
+        # drawn: axes, lines and text ink at least 1% of the figure
+        assert item["inked"] > 0.01, (name, {k: v for k, v in item.items()
+                                             if k not in ("info", "listing")})
         assert title in squash(item["listing"]), name
         assert caption_text(caption) in squash(item["info"]), (name, item["info"][:2000])
 
