@@ -42,8 +42,18 @@ FMRI_ROOT = f"{RESULTS}/data/fmri" if FMRI_IN_RESULTS else config["fmri"]["root"
 FMRI_RUNS = f"{FMRI_ROOT}/runs.tsv"
 # the fMRI folder as one shell word: a prepared dataset's root is the user's own path
 FMRI_ROOT_ARG = shlex.quote(FMRI_ROOT)
-# the synthetic world ships a labels atlas in MNI space, so its results can be mapped
-ATLAS = f"{FMRI_ROOT}/atlas.nii.gz" if SYNTHETIC_FMRI else None
+# labels atlases of the brain maps (brain_maps in analysis.smk; none: no map): the synthetic
+# world's own in MNI space; each Algonauts 2025 subject's, copied from the release by fmri_import
+ALGONAUTS2025_FMRI = config["fmri"]["source"] == "algonauts2025"
+ATLAS = (
+    [f"{FMRI_ROOT}/atlas.nii.gz"]
+    if SYNTHETIC_FMRI
+    else (
+        expand(f"{FMRI_ROOT}/atlas/{{subject}}.nii.gz", subject=SUBJECTS)
+        if ALGONAUTS2025_FMRI
+        else []
+    )
+)
 FMRI_MARKER = f"{RESULTS}/checks/fmri.json"
 VQVAE = f"{RESULTS}/tokenizer/vqvae.pt"
 TOKENS = f"{RESULTS}/tokenizer/tokens.h5"
@@ -181,6 +191,21 @@ VIDEOGPT_TARGETS = (
 )
 
 PRE_ROOT = f"{RESULTS}/pretrained"
+
+
+# the Algonauts 2023 challenge submission (workflow/rules/pretrained.smk)
+def _has_test_images(subject):
+    folder = os.path.join(config["fmri"].get("root", ""), subject, "test_split", "test_images")
+    return os.path.isdir(folder) and any(n.endswith(".png") for n in os.listdir(folder))
+
+
+PRE_SUBMISSION = IMAGE_FMRI and all(_has_test_images(s) for s in SUBJECTS)
+
+
+def pre_submission_files(model="{model}", subject="{subject}"):
+    if not PRE_SUBMISSION:
+        return []
+    return [f"{PRE_ROOT}/submission/{model}/{subject}/{h}_pred_test.npy" for h in ("lh", "rh")]
 
 
 def pre_model_dir(name):

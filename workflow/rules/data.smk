@@ -41,6 +41,8 @@ if IMPORTED_FMRI:
         output:
             runs=FMRI_RUNS,
             subjects=expand(f"{FMRI_ROOT}/{{subject}}.h5", subject=SUBJECTS),
+            # algonauts2025: each subject's atlas from the release (for the brain maps)
+            atlas=ATLAS,
         log:
             f"{LOGS}/fmri_import.log",
         conda:

@@ -13,11 +13,11 @@ rule pretrain:
         summary=f"{RESULTS}/pretrain/{{grid}}/summary.json",
     log:
         f"{LOGS}/pretrain/{{grid}}.log",
+    # the longest jobs of the study: started before the reference and pretrained-model arms
+    priority: 10
     conda:
         "../envs/cortexscale.yaml"
     threads: lambda wildcards: THREADS * max(1, gpus_for(wildcards.grid))
-    # the longest jobs of the study: started before the reference and pretrained-model arms
-    priority: 10
     resources:
         mem_mb=mem_mb(2),
         runtime=runtime(),

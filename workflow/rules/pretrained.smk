@@ -9,20 +9,6 @@
 # {lh,rh}_pred_test.npy (every vertex, float32, one row per test image in sorted order).
 
 
-def _has_test_images(subject):
-    folder = os.path.join(config["fmri"].get("root", ""), subject, "test_split", "test_images")
-    return os.path.isdir(folder) and any(n.endswith(".png") for n in os.listdir(folder))
-
-
-PRE_SUBMISSION = IMAGE_FMRI and all(_has_test_images(s) for s in SUBJECTS)
-
-
-def pre_submission_files(model="{model}", subject="{subject}"):
-    if not PRE_SUBMISSION:
-        return []
-    return [f"{PRE_ROOT}/submission/{model}/{subject}/{h}_pred_test.npy" for h in ("lh", "rh")]
-
-
 if PRE_MODELS:
 
     rule pretrained_build:

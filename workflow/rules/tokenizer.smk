@@ -10,15 +10,15 @@ rule tokenizer:
         summary=f"{RESULTS}/tokenizer/summary.json",
     log:
         f"{LOGS}/tokenizer.log",
+    # the head of the critical path (tokenizer -> pretrain -> features -> encode): before the
+    # reference and pretrained-model arms, which only fill the cores around it
+    priority: 20
     conda:
         "../envs/cortexscale.yaml"
     # resources.threads like every job: a job asking for more cores than one waits until that
     # many are free at once, which the one-core jobs of the reference and pretrained-model
     # arms never leave (with 2 threads it started after all 34 reference jobs)
     threads: THREADS
-    # the head of the critical path (tokenizer -> pretrain -> features -> encode): before the
-    # reference and pretrained-model arms, which only fill the cores around it
-    priority: 20
     resources:
         mem_mb=mem_mb(2),
         runtime=runtime(),
