@@ -71,11 +71,13 @@ def test_tiny_study_end_to_end(tiny_study):
     assert "scaling_fits.tsv" in html and "frontier.png" in html
     # every stage left its log
     assert (work / "logs" / "tiny" / "tokenizer.log").is_file()
-    # every file under results/ is an output Snakemake knows (a failed job leaves none behind)
+    # every file under results/ is an output Snakemake knows (a failed job leaves none behind);
+    # Snakemake lists the files inside directory() outputs too: those folders are declared
+    folders = ("results/tiny/data/fmri/stimuli/", "results/tiny/pretrained/models/")
     untracked = run_snakemake(work, "--configfile", str(path), "--list-untracked")
     assert untracked.returncode == 0, untracked.stderr[-3000:]
     stray = [line.strip() for line in (untracked.stdout + untracked.stderr).splitlines()
-             if line.strip().startswith("results/")]
+             if line.strip().startswith("results/") and not line.strip().startswith(folders)]
     assert not stray, stray
 
 

@@ -148,7 +148,7 @@ def test_signal_checkpoints_and_retry_resumes_on_slurm(slurm_cluster, tmp_path,
            str(work), target, "--profile", str(profile), "--configfile", str(config)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env)
-    log = work / "logs" / "pretrain" / f"{grid}.log"
+    log = work / "logs" / "tiny" / "pretrain" / f"{grid}.log"
     signalled = None
     deadline = time.monotonic() + 300
     try:

@@ -65,6 +65,10 @@ if SYNTHETIC_FMRI:
             runs=FMRI_RUNS,
             atlas=ATLAS,
             subjects=expand(f"{FMRI_ROOT}/{{subject}}.h5", subject=SUBJECTS),
+            # the rest of the dataset, declared so that a failed job leaves none of it
+            parcels=f"{FMRI_ROOT}/parcels.tsv",
+            stimuli=directory(f"{FMRI_ROOT}/stimuli"),
+            truth=expand(f"{FMRI_ROOT}/truth/{{subject}}.h5", subject=SUBJECTS),
         log:
             f"{LOGS}/fmri.log",
         conda:
