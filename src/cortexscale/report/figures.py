@@ -28,10 +28,16 @@ CEILING_LABEL = "noise ceiling of r"
 _NEEDED = ("data_size", "hidden", "layers", "heads", "precision", "roi", "mean_r", "n_params")
 
 
-def _check(table: pd.DataFrame) -> pd.DataFrame:
-    missing = [c for c in _NEEDED if c not in table.columns]
+def _require(df: pd.DataFrame, needed, what: str) -> None:
+    """Raise ValueError naming ``what``, the columns it lacks, what was expected and found."""
+    missing = [c for c in needed if c not in df.columns]
     if missing:
-        raise ValueError(f"table lacks column(s) {missing}; expected at least {list(_NEEDED)}")
+        raise ValueError(f"{what} lacks column(s) {missing}; expected at least "
+                         f"{list(needed)}, found {list(df.columns)}")
+
+
+def _check(table: pd.DataFrame) -> pd.DataFrame:
+    _require(table, _NEEDED, "table")
     if table.empty:
         raise ValueError("table is empty; nothing to plot")
     out = table.copy()
@@ -158,10 +164,8 @@ def plot_frontier(frontier: pd.DataFrame, out_png: str | os.PathLike) -> None:
 
     Writes ``out_png`` and the SVG beside it.
     """
-    needed = ("roi", "train_flops", "score", "on_front", "data_size", "precision")
-    missing = [c for c in needed if c not in frontier.columns]
-    if missing:
-        raise ValueError(f"frontier table lacks column(s) {missing}")
+    _require(frontier, ("roi", "train_flops", "score", "on_front", "data_size", "precision"),
+             "frontier table")
     frontier = frontier[frontier["train_flops"] > 0]  # reference rows have no compute
     data = frontier.assign(**{"data size": frontier["data_size"].astype(str)})
     rois = list(dict.fromkeys(data["roi"]))
@@ -189,10 +193,8 @@ def plot_loss_curves(logs: pd.DataFrame, out_png: str | os.PathLike) -> None:
 
     Writes ``out_png`` and the SVG beside it.
     """
-    needed = ("tokens_seen", "train_loss", "val_loss", "data_size", "precision")
-    missing = [c for c in needed if c not in logs.columns]
-    if missing:
-        raise ValueError(f"training logs lack column(s) {missing}")
+    _require(logs, ("tokens_seen", "train_loss", "val_loss", "data_size", "precision"),
+             "training log table")
     data = _check(logs.assign(roi="", mean_r=0.0, n_params=0))
     isoflop = "budget" in data.columns and (data["budget"] > 0).any()
     col = "budget" if isoflop else "data_size"
@@ -248,9 +250,7 @@ def plot_fits(curves: pd.DataFrame, out_png: str | os.PathLike) -> None:
         ax.set_axis_off()
         save_figure(fig, out_png)
         return
-    missing = [c for c in needed if c not in curves.columns]
-    if missing:
-        raise ValueError(f"fit curves lack column(s) {missing}")
+    _require(curves, needed, "fit-curves table")
     axes_names = [a for a in ("data_size", "n_params") if a in set(curves["axis"])]
     rois = list(dict.fromkeys(curves["roi"]))
     fig, axes = plt.subplots(len(axes_names), len(rois), figsize=(3.2 * len(rois),
@@ -340,11 +340,8 @@ def plot_pretrained(table: pd.DataFrame, curves: pd.DataFrame,
     out_png : path
         Writes the PNG and the SVG beside it.
     """
-    need = {"model", "kind", "n_params", "subject", "roi", "mean_r"}
-    missing = sorted(need - set(table.columns))
-    if missing:
-        raise ValueError(f"{out_png}: the pretrained table lacks column(s) {missing}; "
-                         f"expected {sorted(need)}, found {sorted(table.columns)}")
+    _require(table, ("model", "kind", "n_params", "subject", "roi", "mean_r"),
+             f"{out_png}: the pretrained table")
     table = table.dropna(subset=["mean_r"])
     if table.empty:
         raise ValueError(f"{out_png}: the pretrained table has no scored rows (every mean_r "
@@ -404,10 +401,8 @@ def plot_isoflop(curves: pd.DataFrame, allocation: pd.DataFrame, out_png: str | 
     out_png : path
         Writes the PNG and the SVG beside it.
     """
-    need = {"family", "precision", "target", "budget", "n_params", "mean", "lo", "hi"}
-    missing = sorted(need - set(curves.columns))
-    if missing:
-        raise ValueError(f"{out_png}: the IsoFLOP curves lack column(s) {missing}")
+    _require(curves, ("family", "precision", "target", "budget", "n_params", "mean", "lo", "hi"),
+             f"{out_png}: the IsoFLOP curves table")
     if curves.empty:
         raise ValueError(f"{out_png}: no IsoFLOP curves to plot (the study has no budgets)")
     panels = list(dict.fromkeys(zip(curves["family"], curves["precision"], strict=True)))
@@ -464,10 +459,8 @@ def plot_allocation(allocation: pd.DataFrame, out_png: str | os.PathLike) -> Non
     out_png : path
         Writes the PNG and the SVG beside it.
     """
-    need = {"family", "precision", "target", "method", "budget", "status", "n_opt", "d_opt"}
-    missing = sorted(need - set(allocation.columns))
-    if missing:
-        raise ValueError(f"{out_png}: the allocation table lacks column(s) {missing}")
+    _require(allocation, ("family", "precision", "target", "method", "budget", "status",
+                          "n_opt", "d_opt"), f"{out_png}: the allocation table")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), squeeze=False)
     per = allocation[(allocation["method"] == "isoflop_parabola")
                      & (allocation["status"] == "ok")]
