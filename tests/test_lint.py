@@ -3,7 +3,10 @@
 import subprocess
 import sys
 
+import pytest
 from wfutils import BIN, REPO, tool_env
+
+pytestmark = pytest.mark.lint
 
 
 def test_ruff_is_clean():
