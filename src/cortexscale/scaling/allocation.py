@@ -212,8 +212,13 @@ def fit_parametric(
         E=float(np.exp(e)), A=float(np.exp(a) * n_g**alpha), alpha=float(alpha),
         B=float(np.exp(b) * d_g**beta), beta=float(beta), a=float(beta / (alpha + beta)),
         b=float(alpha / (alpha + beta)), objective=float(best.fun), _p=best.x,
-        at_bound=",".join(k for k, v in (("alpha", alpha), ("beta", beta))
-                          if v <= EXP_MIN * 1.01 or v >= EXP_MAX / 1.01),
+        # E is fitted in log, so its bound 0 is reached only in the limit: an E below a
+        # millionth of the smallest target is that limit (no irreducible term)
+        at_bound=",".join(
+            [k for k, v in (("alpha", alpha), ("beta", beta))
+             if v <= EXP_MIN * 1.01 or v >= EXP_MAX / 1.01]
+            + (["E"] if np.exp(e) < 1e-6 * float(np.min(y)) else [])
+        ),
         status="ok",
     )
     return out
