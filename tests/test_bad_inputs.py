@@ -125,6 +125,15 @@ def import_a25(capsys, root, out):
                "--out-dir", out)
 
 
+def a25_refused(capsys, root, out) -> str:
+    """Import the Algonauts 2025 release at ``root``: it must fail with exit code 2 and leave
+    nothing at ``out``; the error line."""
+    code, err = import_a25(capsys, root, out)
+    assert code == 2, err
+    assert_nothing_left(out)
+    return error_line(err)
+
+
 def fmri_check(capsys, root, out):
     sections = json.dumps({"subjects": ["sub-01"], "rois": ["early"]})
     return cli(capsys, "fmri-check", "--sections", sections, "--fmri-root", root, "--out", out)
@@ -157,12 +166,9 @@ def test_unusable_run_is_an_error_naming_file_and_run(capsys, a25, tmp_path, kin
     else:
         y[:] = fill
     replace_dataset(h5, victim, y)
-    code, err = import_a25(capsys, root, tmp_path / "fmri")
-    assert code == 2
-    line = error_line(err)
+    line = a25_refused(capsys, root, tmp_path / "fmri")
     assert f"{h5}['{victim}']" in line and f"run '{victim}' of sub-01 is unusable" in line
     assert pd.Series([line]).str.contains(found).all(), line
-    assert_nothing_left(tmp_path / "fmri")
 
 
 def test_partially_nan_parcel_is_reported_and_only_it_excluded(capsys, a25, tmp_path):
@@ -195,51 +201,39 @@ def test_transposed_run_names_that_run(capsys, a25, tmp_path, with_table, which)
     with h5py.File(h5, "r") as f:
         y = f[keys[which]][()]
     replace_dataset(h5, keys[which], y.T)  # (parcels, TRs)
-    code, err = import_a25(capsys, root, tmp_path / "fmri")
-    assert code == 2
-    line = error_line(err)
+    line = a25_refused(capsys, root, tmp_path / "fmri")
     assert (f"{h5}['{keys[which]}']: expected (n_TR, n_parcels) = (n_TR, 8), found (8, 40) "
             "(transposed?") in line
     assert all(k not in line for k in keys if k != keys[which]), line  # no other run blamed
-    assert_nothing_left(tmp_path / "fmri")
 
 
 def test_integer_run_is_an_error(capsys, a25, tmp_path):
     root, h5, keys = a25
     replace_dataset(h5, keys[1], np.zeros((40, 8), np.int32))
-    code, err = import_a25(capsys, root, tmp_path / "fmri")
-    assert code == 2
-    assert f"['{keys[1]}']: expected float (n_TR, n_parcels), found int32" in error_line(err)
-    assert_nothing_left(tmp_path / "fmri")
+    line = a25_refused(capsys, root, tmp_path / "fmri")
+    assert f"['{keys[1]}']: expected float (n_TR, n_parcels), found int32" in line
 
 
 def test_bad_key_name_is_an_error(capsys, a25, tmp_path):
     root, h5, keys = a25
     with h5py.File(h5, "a") as f:
         f.move(keys[0], "run1")
-    code, err = import_a25(capsys, root, tmp_path / "fmri")
-    assert code == 2
-    assert f"{h5}: key 'run1' does not look like ses-NNN_task-NAME" in error_line(err)
-    assert_nothing_left(tmp_path / "fmri")
+    line = a25_refused(capsys, root, tmp_path / "fmri")
+    assert f"{h5}: key 'run1' does not look like ses-NNN_task-NAME" in line
 
 
 def test_missing_movie_is_an_error(capsys, a25, tmp_path):
     root, _, _ = a25
     (root / "stimuli" / "movies" / "synthetic" / "movie02.mkv").unlink()
-    code, err = import_a25(capsys, root, tmp_path / "fmri")
-    assert code == 2
-    assert "expected one movie named movie02.mkv" in error_line(err)
-    assert_nothing_left(tmp_path / "fmri")
+    line = a25_refused(capsys, root, tmp_path / "fmri")
+    assert "expected one movie named movie02.mkv" in line
 
 
 def test_truncated_subject_file_is_an_error(capsys, a25, tmp_path):
     root, h5, _ = a25
     h5.write_bytes(h5.read_bytes()[:3000])
-    code, err = import_a25(capsys, root, tmp_path / "fmri")
-    assert code == 2
-    assert f"{h5} is not a readable HDF5 file (truncated or corrupt? 3000 bytes)" in \
-        error_line(err)
-    assert_nothing_left(tmp_path / "fmri")
+    line = a25_refused(capsys, root, tmp_path / "fmri")
+    assert f"{h5} is not a readable HDF5 file (truncated or corrupt? 3000 bytes)" in line
 
 
 def test_truncated_stimulus_movie_is_an_error(capsys, a25, tmp_path):
@@ -247,12 +241,9 @@ def test_truncated_stimulus_movie_is_an_error(capsys, a25, tmp_path):
     movie = root / "stimuli" / "movies" / "synthetic" / "movie01.mkv"
     data = movie.read_bytes()
     movie.write_bytes(data[: len(data) // 4])
-    code, err = import_a25(capsys, root, tmp_path / "fmri")
-    assert code == 2
-    line = error_line(err)
+    line = a25_refused(capsys, root, tmp_path / "fmri")
     assert f"video file {movie} is shorter than its container states" in line
     assert "promises 160 frames" in line
-    assert_nothing_left(tmp_path / "fmri")
 
 
 def test_prepared_run_with_nan_fails_fmri_check(capsys, prepared, tmp_path):
