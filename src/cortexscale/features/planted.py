@@ -199,11 +199,8 @@ def world_latents(
         _, lat = render_episode(n_frames, int(height), int(width),
                                 np.random.default_rng([int(seed), 1, i]))
         per_frame[f"movie{i + 1:02d}"] = latent_matrix(lat, LATENT_NAMES)  # (n_frames, k)
-    allx = np.concatenate(list(per_frame.values()))
-    mean, std = allx.mean(axis=0), allx.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
     dt, n_bins = tr / OVERSAMPLING, n_tr * OVERSAMPLING
-    return {s: fine_grid_latents((x - mean) / std, fps, dt, n_bins) for s, x in per_frame.items()}
+    return {s: fine_grid_latents(x, fps, dt, n_bins) for s, x in _standardise(per_frame).items()}
 
 
 def check_world(
@@ -289,6 +286,7 @@ def tr_latents(fine: np.ndarray, n_tr: int) -> np.ndarray:
 
 
 def _standardise(z: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each column z-scored over all stimuli together (a constant column is only centred)."""
     allz = np.concatenate(list(z.values()))
     mean, std = allz.mean(axis=0), allz.std(axis=0)
     std = np.where(std > 0, std, 1.0)

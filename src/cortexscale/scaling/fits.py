@@ -22,13 +22,12 @@ Percentile intervals at the requested level.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from cortexscale.scaling.bootstrap import ci_unit, draw_means, percentile_ci
+from cortexscale.scaling.bootstrap import ci_unit, draw_means, percentile_ci, point_means
 
 ALPHA_MIN, ALPHA_MAX = 1e-3, 2.0
 R_INF_MIN, R_INF_MAX = -1.0, 1.0
@@ -244,12 +243,6 @@ def _as_cube(x: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return scores
 
 
-def _point_means(scores: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(np.nanmean(scores, axis=2), axis=1)
-
-
 def bootstrap_fit(
     x: np.ndarray,
     scores: np.ndarray,
@@ -289,7 +282,7 @@ def bootstrap_fit(
         raise ValueError(f"level must lie in (0, 1), got {level}")
     x = np.asarray(x, dtype=np.float64)
     scores = _as_cube(x, scores)
-    best = FITTERS[law](x, _point_means(scores))
+    best = FITTERS[law](x, point_means(scores))
     row: dict[str, float | str] = {
         **best.params, "r2": best.r2, "gain_per_decade": best.gain_per_decade,
         "change_over_range": best.change_over_range,
@@ -350,7 +343,7 @@ def prediction_band(
     xs = np.asarray(xs, dtype=np.float64)
     scores = _as_cube(x, scores)
     nan = np.full(xs.shape, np.nan)
-    best = FITTERS[law](x, _point_means(scores))
+    best = FITTERS[law](x, point_means(scores))
     if best.status != "ok":
         return nan, nan.copy(), nan.copy()
     pred = _predict(law, np.array([list(best.params.values())]), xs)[0]
