@@ -257,11 +257,10 @@ def _planted(alloc: pd.DataFrame, planted: dict | None, lines: list[str]) -> Non
             continue
         truth = float(planted[key])
         for method in ("isoflop_power_law", "parametric"):
-            col = key if key in ("exponent_n", "exponent_d") else key
             rows = part[(part["method"] == method) & (part["status"] == "ok")]
             for r in rows.itertuples():
-                est, lo, hi = (getattr(r, col), getattr(r, f"{col}_lo", np.nan),
-                               getattr(r, f"{col}_hi", np.nan))
+                est, lo, hi = (getattr(r, key), getattr(r, f"{key}_lo", np.nan),
+                               getattr(r, f"{key}_hi", np.nan))
                 if not np.isfinite(est):
                     continue
                 # equal to rounding (a noise-free target gives a zero-width interval)

@@ -13,12 +13,7 @@ import pandas as pd
 
 from cortexscale.grid import parse_name
 from cortexscale.io.atomic import atomic_path, write_tsv
-
-try:  # the reference points (planted law, true latents, random features) of issue 14
-    from cortexscale.references import parse_reference
-except ImportError:  # pragma: no cover - before cortexscale.references exists
-    def parse_reference(name: str):
-        return None
+from cortexscale.references import parse_reference
 
 __all__ = [
     "GRID_COLUMNS", "PARCEL_COLUMNS", "TABLE_COLUMNS", "aggregate", "collect",
