@@ -46,16 +46,6 @@ def _listing(names: Iterable[str], limit: int = 40) -> str:
     return "[" + ", ".join(names[:limit]) + "]" + more
 
 
-def _roi_names(values: Iterable[str]) -> list[str]:
-    """Every name a study may use for a ``roi`` column (groups and ``all`` included)."""
-    from cortexscale.data import fmri
-
-    values = [str(v) for v in values]
-    if hasattr(fmri, "roi_names"):
-        return list(fmri.roi_names(values))
-    return [*dict.fromkeys(values), *([] if "all" in values else ["all"])]
-
-
 def _missing_rois(rois: list[str], available: list[str], where: str) -> list[str]:
     bad = [r for r in rois if r not in available]
     if not bad:
@@ -128,16 +118,7 @@ def _algonauts2025(cfg: dict[str, Any], root: Path, problems: list[str]) -> dict
     fmri = root / "fmri"
     present = sorted(p.name for p in fmri.iterdir() if p.is_dir()) if fmri.is_dir() else []
     problems += _missing_subjects(cfg["subjects"], present, f"{fmri}")
-    if hasattr(algonauts2025, "roi_names"):
-        rois = list(algonauts2025.roi_names(root))
-    else:
-        table = root / "parcels.tsv"
-        if table.is_file():
-            import pandas as pd
-
-            rois = _roi_names(pd.read_csv(table, sep="\t")["roi"])
-        else:
-            rois = ["all"]
+    rois = algonauts2025.roi_names(root)
     problems += _missing_rois(cfg["rois"], rois, f"{root}")
     tasks: set[str] = set()
     report: dict[str, Any] = {"rois": rois}
@@ -164,6 +145,7 @@ def _algonauts2025(cfg: dict[str, Any], root: Path, problems: list[str]) -> dict
 def _nifti(cfg: dict[str, Any], root: Path, problems: list[str]) -> dict[str, Any]:
     import pandas as pd
 
+    from cortexscale.data.fmri import roi_names
     from cortexscale.data.nifti import _BOLD  # the importer's own file-name pattern
 
     present = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("sub-"))
@@ -180,7 +162,7 @@ def _nifti(cfg: dict[str, Any], root: Path, problems: list[str]) -> dict[str, An
         tsv = Path(re.sub(r"\.nii(\.gz)?$", ".tsv", str(labels))) if labels else None
         if tsv is not None and tsv.is_file():
             table = pd.read_csv(tsv, sep="\t")
-            rois = _roi_names(table["roi"]) if "roi" in table.columns else ["all"]
+            rois = roi_names(table["roi"]) if "roi" in table.columns else ["all"]
         else:
             rois = ["all"]
     problems += _missing_rois(cfg["rois"], rois, f"{root} (atlas table)")
@@ -211,8 +193,7 @@ def _prepared(cfg: dict[str, Any], root: Path, problems: list[str]) -> dict[str,
         problems.append(str(err.args[0] if isinstance(err, KeyError) else err))
         return {}
     problems += _missing_subjects(cfg["subjects"], ds.subjects, f"{root / 'runs.tsv'}")
-    problems += _missing_rois(cfg["rois"], _roi_names(ds.parcels["roi"]),
-                              f"{root / 'parcels.tsv'}")
+    problems += _missing_rois(cfg["rois"], ds.roi_names, f"{root / 'parcels.tsv'}")
     lost = [s for s in ds.stimuli if not (root / "stimuli" / f"{s}.mkv").is_file()]
     if lost:
         problems.append(f"stimuli: no movie {root / 'stimuli'}/NAME.mkv for stimulus(es) "
@@ -225,6 +206,16 @@ _SOURCES = {"algonauts2023": _algonauts2023, "algonauts2025": _algonauts2025,
 
 
 # --------------------------------------------------------------------------- entry points
+def _dataset_root(cfg: dict[str, Any], base: str | os.PathLike | None) -> Path | None:
+    """The folder to check: ``fmri.root`` (from ``base``) of a rooted source, when it
+    exists; ``None`` when there is nothing to check."""
+    fmri = cfg["fmri"]
+    if fmri["source"] not in ROOTED or not fmri.get("root"):
+        return None
+    root = Path(base or ".") / fmri["root"]
+    return root if root.is_dir() else None
+
+
 def dataset_problems(cfg: dict[str, Any], base: str | os.PathLike | None = None
                      ) -> tuple[list[str], dict[str, Any]]:
     """Every mismatch between the study and its dataset, and what the dataset holds.
@@ -245,14 +236,11 @@ def dataset_problems(cfg: dict[str, Any], base: str | os.PathLike | None = None
     report : dict
         What was found, per source (subjects, ROI names, counts).
     """
-    fmri = cfg["fmri"]
-    if fmri["source"] not in ROOTED or not fmri.get("root"):
-        return [], {}
-    root = Path(base or ".") / fmri["root"]
-    if not root.is_dir():
+    root = _dataset_root(cfg, base)
+    if root is None:
         return [], {}
     problems: list[str] = []
-    report = _SOURCES[fmri["source"]](cfg, root, problems)
+    report = _SOURCES[cfg["fmri"]["source"]](cfg, root, problems)
     return list(dict.fromkeys(problems)), report
 
 
@@ -266,13 +254,12 @@ def check_study_dataset(cfg: dict[str, Any], source: str = "config",
         True when a dataset was found and checked; False when there was none to check
         (synthetic source, or ``fmri.root`` absent: a dry run may precede the data).
     """
-    fmri = cfg["fmri"]
-    root = Path(base or ".") / fmri.get("root", "")
-    if fmri["source"] not in ROOTED or not fmri.get("root") or not root.is_dir():
+    root = _dataset_root(cfg, base)
+    if root is None:
         return False
     problems, _ = dataset_problems(cfg, base)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
-        raise DatasetError(f"{source}: the {fmri['source']} dataset at {root} does not hold "
-                           f"what the study names:\n{lines}")
+        raise DatasetError(f"{source}: the {cfg['fmri']['source']} dataset at {root} does not "
+                           f"hold what the study names:\n{lines}")
     return True

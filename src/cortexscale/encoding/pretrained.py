@@ -472,7 +472,6 @@ def ensemble(member_npzs: Sequence[str | os.PathLike], out_tsv, name: str, membe
     y_pred = np.mean(preds, axis=0)
     r = pearson_r(y_test, y_pred)
     r[np.std(y_pred, axis=0) == 0] = np.nan
-    ok = r[~np.isnan(r)]
     if nc is not None and not np.isfinite(nc).any():
         nc = None  # the members had no noise ceiling (saved as NaN)
     score, score_stats = _score_stats(r, nc)
@@ -487,10 +486,8 @@ def ensemble(member_npzs: Sequence[str | os.PathLike], out_tsv, name: str, membe
     sidecar = {
         "model": name, "members": members, "subject": subject, "roi": roi,
         "n_parcels": int(parcels.size), "n_excluded": int(np.isnan(r).sum()),
-        "n_train": n_train, "n_test": int(y_test.shape[0]),
-        "mean_r": float(ok.mean()) if ok.size else None,
-        "median_r": float(np.median(ok)) if ok.size else None,
-        "max_r": float(ok.max()) if ok.size else None, **score_stats, "test_split": None,
+        "n_train": n_train, "n_test": int(y_test.shape[0]), **_stats(r), **score_stats,
+        "test_split": None,
         "top_layer": None, "top_pool": None, "sample_size": [], **provenance(None),
     }
     return _write(out_tsv, table, sidecar, y_pred, y_test, parcels, nc)
