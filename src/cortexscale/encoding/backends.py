@@ -158,12 +158,9 @@ class NumpyBackend:
         return np.matmul(a, b, out=out[: a.shape[0] * b.shape[1]].reshape(a.shape[0], -1))
 
     def colsum_products(self, a, b):
-        """``sum_n a[..., n, v] * b[..., n, v]`` (batch, v) or (v,), in the compute dtype,
-        returned in float64."""
-        if a.ndim == 3:
-            spec = "knv,knv->kv" if b.ndim == 3 else "knv,nv->kv"
-        else:
-            spec = "nv,nv->v"
+        """``sum_n a[k, n, v] * b[(k,) n, v]`` (k, v) of ``a`` (k, n, v) and ``b`` (k, n, v)
+        or (n, v), in the compute dtype, returned in float64."""
+        spec = "knv,knv->kv" if b.ndim == 3 else "knv,nv->kv"
         return np.einsum(spec, a, b).astype(np.float64)
 
     def valid_targets(self, Y):
@@ -276,8 +273,6 @@ class TorchBackend:
     def colsum_products(self, a, b):
         """As :meth:`NumpyBackend.colsum_products`: products and sums in the compute dtype
         (one penalty at a time, to bound the temporary), float64 result."""
-        if a.ndim == 2:
-            return (a * b).sum(0).to(self.torch.float64)
         out = self.torch.empty((a.shape[0], a.shape[2]), dtype=self.torch.float64,
                                device=a.device)
         for i in range(a.shape[0]):

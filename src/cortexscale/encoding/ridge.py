@@ -271,9 +271,8 @@ def _fold_factors(bk, X64, folds, dt, alphas, budget: int, method: str):
     (``stacked = A_c diag(1/(lam+alpha)) V.T``), which saves projecting the targets on
     each fold's basis. Dual (``p > n``): sub-blocks of the kernel ``X @ X.T`` (n, n).
     """
-    (n, p), k = X64.shape, alphas.size
+    (n, p), k = X64.shape, alphas.shape[0]
     primal = p <= n
-    alphas_b = bk.asarray(alphas, bk.float64)
     full = X64.T @ X64 if primal else X64 @ X64.T  # (p, p) or (n, n)
     drops = [bk.index(_dropped(n, train)) for train, _ in folds]
     idx = [(bk.index(train), bk.index(val)) for train, val in folds]
@@ -283,7 +282,6 @@ def _fold_factors(bk, X64, folds, dt, alphas, budget: int, method: str):
         mats = [full[tr][:, tr] for tr, _ in idx]
     eig = [bk.eigh_psd(m) for m in mats]
     del mats
-    full_eig = bk.eigh_psd(full)
     filters = primal and (all(lam.shape[0] == p for lam, _ in eig)
                           and k * p * sum(val.size for _, val in folds) <= budget)
     out = []
@@ -292,7 +290,7 @@ def _fold_factors(bk, X64, folds, dt, alphas, budget: int, method: str):
         a_mean = A.mean(0)
         A -= a_mean
         r = lam.shape[0]
-        d = _shrink(lam, alphas_b)  # (k, r) float64
+        d = _shrink(lam, alphas)  # (k, r) float64
         close = ridge_spectral.close_pairs(bk, lam) if method != "direct" else None
         mode = _choose_mode(method, primal, filters, r, p, train.size, val.size,
                             n - train.size, k, 0 if close is None else close[0].shape[0])
@@ -304,13 +302,14 @@ def _fold_factors(bk, X64, folds, dt, alphas, budget: int, method: str):
             fold = _Fold(**common, mean_rows=(a_mean[None, :] * d) @ basis.T,
                          x_drop=bk.cast(X64[drop], dt), stacked=stacked)
         else:
-            spectral = (ridge_spectral.factors(bk, lam, A, d, alphas_b, close, dt)
+            spectral = (ridge_spectral.factors(bk, lam, A, d, alphas, close, dt)
                         if mode == "spectral" else None)
             fold = _Fold(**common, mean_rows=a_mean[None, :] * d,
                          x_drop=bk.cast(X64[drop] @ basis, dt) if primal else None,
                          spectral=spectral)
         out.append(fold)
-    return out, full_eig
+    # last: eigh_psd may overwrite its matrix, and the dual folds read the kernel above
+    return out, bk.eigh_psd(full)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -519,11 +518,11 @@ def _ridge_cv(bk, X, Y, folds, alphas, score, dt, chunk_size, method):
     # much (and always a few MB)
     n_val_max = max(val.size for _, val in folds)
     budget = max(k * n_val_max * min(chunk_size, v), _MIN_FILTER_BUDGET)
-    fold_factors, (lam_all, basis_all) = _fold_factors(bk, X64, folds, dt, alphas, budget,
+    alphas_b = bk.asarray(alphas, bk.float64)
+    fold_factors, (lam_all, basis_all) = _fold_factors(bk, X64, folds, dt, alphas_b, budget,
                                                        method)
     basis_all = bk.cast(basis_all, dt)
     del X64
-    alphas_b = bk.asarray(alphas, bk.float64)
 
     cv_scores = bk.full((k, v), float("nan"), bk.float64)
     best_alpha = bk.full((v,), float("nan"), bk.float64)

@@ -74,14 +74,17 @@ def cost(r: int, n_val: int, k: int, n_pairs: int) -> int:
     return r * r + n_val * r + (2 + N_BLOCKS) * k * r + k * n_pairs + 2 * (N_BLOCKS + 3) * r
 
 
+def _near(lam):
+    """(r, r) bool: ``|lam_l - lam_j| <= CLOSE * (lam_j + lam_l) / 2`` (diagonal included)."""
+    return abs(lam[None, :] - lam[:, None]) <= CLOSE * 0.5 * (lam[None, :] + lam[:, None])
+
+
 def close_pairs(bk, lam):
-    """Pairs ``j < l`` of near-equal eigenvalues: ``|lam_l - lam_j| <= CLOSE * (lam_j +
-    lam_l) / 2``; two int64 index arrays (n_pairs,)."""
-    r = lam.shape[0]
-    idx = bk.arange(0, r)
+    """Pairs ``j < l`` of near-equal eigenvalues (:func:`_near`); two int64 index arrays
+    (n_pairs,)."""
+    idx = bk.arange(0, lam.shape[0])
     upper = idx[None, :] > idx[:, None]
-    near = abs(lam[None, :] - lam[:, None]) <= CLOSE * 0.5 * (lam[None, :] + lam[:, None])
-    return bk.nonzero(near & upper)
+    return bk.nonzero(_near(lam) & upper)
 
 
 def factors(bk, lam, U64, f64, alphas, close, dt) -> SpectralFactors:
@@ -103,7 +106,7 @@ def factors(bk, lam, U64, f64, alphas, close, dt) -> SpectralFactors:
     G = U64.T @ U64  # (r, r) float64
     jj, ll = close
     gap = lam[None, :] - lam[:, None]  # lam_l - lam_j
-    exact = abs(gap) <= CLOSE * 0.5 * (lam[None, :] + lam[:, None])  # diagonal included
+    exact = _near(lam)  # the close pairs, both ways, and the diagonal
     H = bk.where(exact, 0.0, G / bk.where(exact, 1.0, gap))  # (r, r), antisymmetric
     # the small (k, r) weights in float64 on the host
     lam_h, a_h = bk.to_numpy(lam), bk.to_numpy(alphas)
