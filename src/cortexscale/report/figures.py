@@ -81,19 +81,23 @@ def _ceiling_by_roi(table: pd.DataFrame) -> dict[str, float]:
     return {str(k): float(v) for k, v in c.items() if np.isfinite(v)}
 
 
-def _reference_lines(ax, roi: str, ceiling: dict[str, float],
-                     references: pd.DataFrame | None) -> None:
-    """The noise ceiling (solid grey) and the latents/random reference scores (dashed,
-    dotted) of one ROI as horizontal lines."""
-    if roi in ceiling:
-        ax.axhline(ceiling[roi], color="0.4", lw=1.2, label=CEILING_LABEL)
+def _reference_lines(ax, ceiling: float | None, references: dict[str, float] | None) -> None:
+    """The noise ceiling of r (solid grey; skipped when None or not finite) and the
+    latents/random reference scores (dashed, dotted; those in ``references``) as horizontal
+    lines."""
+    if ceiling is not None and np.isfinite(ceiling):
+        ax.axhline(ceiling, color="0.4", lw=1.2, label=CEILING_LABEL)
+    for name, ls in (("latents", "--"), ("random", ":")):
+        if references and name in references:
+            ax.axhline(references[name], color="0.2", lw=1, ls=ls, label=f"{name} (reference)")
+
+
+def _roi_references(references: pd.DataFrame | None, roi: str) -> dict[str, float]:
+    """Family -> mean r of the reference rows of one ROI."""
     if references is None or references.empty:
-        return
-    for family, ls in (("latents", "--"), ("random", ":")):
-        part = references[(references["family"] == family) & (references["roi"] == roi)]
-        if len(part):
-            ax.axhline(part["mean_r"].mean(), color="0.2", lw=1, ls=ls,
-                       label=f"{family} (reference)")
+        return {}
+    part = references[references["roi"] == roi]
+    return part.groupby("family")["mean_r"].mean().to_dict()
 
 
 def _facets(
@@ -114,7 +118,7 @@ def _facets(
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ceiling = _ceiling_by_roi(data)
     for roi, ax in g.axes_dict.items():
-        _reference_lines(ax, str(roi), ceiling, references)
+        _reference_lines(ax, ceiling.get(str(roi)), _roi_references(references, str(roi)))
     g.set_axis_labels(xlabel, "mean test r (over parcels)")
     g.set_titles(col_template="{col_name}")
     return g
@@ -433,12 +437,7 @@ def plot_isoflop(curves: pd.DataFrame, allocation: pd.DataFrame, out_png: str | 
                                     [r.n_opt_hi], "x", marker="*", ms=12, color=colour,
                                     mec="black")
             if target == "score":
-                if ceiling is not None and np.isfinite(ceiling):
-                    ax.axhline(ceiling, color="0.4", lw=1.2, label=CEILING_LABEL)
-                for name, ls in (("latents", "--"), ("random", ":")):
-                    if references and name in references:
-                        ax.axhline(references[name], color="0.2", lw=1, ls=ls,
-                                   label=f"{name} (reference)")
+                _reference_lines(ax, ceiling, references)
             ax.set_xscale("log")
             ax.set(title=f"{family} ({precision})", xlabel="parameters N",
                    ylabel=TARGET_LABELS[target])
