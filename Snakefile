@@ -26,7 +26,8 @@ configfile: DEFAULT_CONFIG
 
 
 for _path in workflow.configfiles:
-    read_yaml(_path)
+    if _path != DEFAULT_CONFIG:  # read above
+        read_yaml(_path)
 _STUDY = " + ".join(str(f) for f in workflow.configfiles) or "config"
 # the dataset (when fmri.root exists) holds the study's subjects, ROIs and stimuli: checked
 # here, before any job, never after feature extraction

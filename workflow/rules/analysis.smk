@@ -10,15 +10,14 @@ HAS_BUDGETS = config["grid"].get("mode") == "isoflop" or any(
 ISOFLOP_FIGURE = f"{RESULTS}/figures/isoflop.png"
 ALLOCATION_FIGURE = f"{RESULTS}/figures/allocation.png"
 ANALYSE_EXTRA = " ".join(
-    [f"--isoflop-figure {ISOFLOP_FIGURE}"] * HAS_BUDGETS
+    [f"--isoflop-figure {shell_words(ISOFLOP_FIGURE)}"] * HAS_BUDGETS
     + [
-        f"--{flag} {shlex.quote(path)}"
+        f"--{flag} {shell_words(path)}"
         for flag, path in zip(
             ("pretrained", "pretrained-sample-size", "pretrained-fits"), ANALYSIS_PRETRAINED
         )
     ]
-    + ["--reference-summaries"] * bool(REFERENCE_SUMMARIES)
-    + [shlex.quote(p) for p in REFERENCE_SUMMARIES]
+    + [f"--reference-summaries {shell_words(*REFERENCE_SUMMARIES)}"] * bool(REFERENCE_SUMMARIES)
 )
 
 
