@@ -395,17 +395,6 @@ def _check_run_windows(enc: dict[str, Any], n_trs: int, what: str, problems: lis
         )
 
 
-def check_run_windows(enc: dict[str, Any], n_trs: int, what: str) -> None:
-    """Raise :class:`ConfigError` when ``encoding.delays`` do not fit a run of ``n_trs`` TRs.
-
-    ``what`` names the run (e.g. its file and dataset) in the message.
-    """
-    problems: list[str] = []
-    _check_run_windows(enc, n_trs, what, problems)
-    if problems:
-        raise ConfigError(problems[0])
-
-
 def check_semantics(cfg: dict[str, Any], source: str = "config") -> None:
     """Check what the schema cannot: combinations that cannot run.
 
