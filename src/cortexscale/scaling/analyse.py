@@ -36,7 +36,7 @@ from cortexscale.scaling.bootstrap import cube, draw_means, percentile_ci, point
 from cortexscale.scaling.fits import MIN_X, bootstrap_fit, prediction_band
 from cortexscale.scaling.frontier import pareto_front
 from cortexscale.scaling.stats import compare_factors
-from cortexscale.scaling.table import write_table
+from cortexscale.scaling.table import GRID_COLUMNS, write_table
 
 MODEL = ["hidden", "layers", "heads"]
 # axis (the x column) -> the columns that define one series along that axis
@@ -238,8 +238,6 @@ def isoflop_curves(runs: pd.DataFrame, parcels: pd.DataFrame, n_boot: int = 200,
 
 def _runs(table: pd.DataFrame) -> pd.DataFrame:
     """One row per run (grid point with its seed) with the grid and summary columns."""
-    from cortexscale.scaling.table import GRID_COLUMNS
-
     return table.drop_duplicates("grid")[[*GRID_COLUMNS, *RUN_KEYS]].reset_index(drop=True)
 
 
