@@ -29,9 +29,12 @@ for _path in workflow.configfiles:
     if _path != DEFAULT_CONFIG:  # read above
         read_yaml(_path)
 _STUDY = " + ".join(str(f) for f in workflow.configfiles) or "config"
+_FULL_CONFIG = check_config(config, _STUDY)
 # the dataset (when fmri.root exists) holds the study's subjects, ROIs and stimuli: checked
-# here, before any job, never after feature extraction
-check_study_dataset(check_config(config, _STUDY), _STUDY)
+# here, before any job, never after feature extraction; once, by the main process (every
+# job re-reads this file, e.g. on a cluster, and need not list the dataset again)
+if workflow.is_main_process:
+    check_study_dataset(_FULL_CONFIG, _STUDY)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
