@@ -69,6 +69,17 @@ def _run_pairs(parcels: pd.DataFrame, factor: str) -> dict[tuple, list[dict]]:
     return out
 
 
+def t_half_width(values: np.ndarray, level: float = 0.95) -> float:
+    """Half-width of the t interval of the mean of ``values`` (n - 1 degrees of freedom: with
+    2 values the 95% quantile is 12.7, not 1.96); NaN for fewer than 2 finite values."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size < 2:
+        return float("nan")
+    tail = (1 - level) / 2
+    return float(t.ppf(1 - tail, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size))
+
+
 def verdict(lo: float, hi: float, value_a: str = "a", value_b: str = "b") -> str:
     """``no detectable effect`` when the interval [lo, hi] of ``b - a`` contains 0."""
     if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0 <= hi:
@@ -127,7 +138,7 @@ def compare_factors(
             }
             if n >= 2:
                 sd = float(diffs.std(ddof=1))
-                half = t.ppf(1 - tail, n - 1) * sd / np.sqrt(n)
+                half = t_half_width(diffs, level)
                 res = ttest_1samp(diffs, 0.0) if sd > 0 else None
                 row.update(
                     diff_lo=float(diffs.mean() - half), diff_hi=float(diffs.mean() + half),

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _stats
 
 from cortexscale.config import POOLED
-from cortexscale.scaling.stats import NO_EFFECT, verdict
+from cortexscale.scaling.stats import NO_EFFECT, t_half_width, verdict
 
 __all__ = ["summary_markdown"]
 
@@ -319,7 +318,7 @@ def _pretrained(pre: pd.DataFrame | None, sample: pd.DataFrame | None,
     n_sub = scored["subject"].nunique()
     for (model, kind), g in scored.groupby(["model", "kind"], sort=True):
         per_sub = g.groupby("subject")["mean_r"].mean()
-        half = _t_half(per_sub.to_numpy(float))
+        half = t_half_width(per_sub.to_numpy(float))
         ci = (f"+- {half:.3f} (95%, over {per_sub.size} subjects)" if np.isfinite(half)
               else "(1 subject: no interval)")
         n = g["n_params"].iloc[0]
@@ -344,7 +343,7 @@ def _pretrained(pre: pd.DataFrame | None, sample: pd.DataFrame | None,
                 continue
             change = per[n_hi] - per[n_lo]
             if change.size > 1:
-                half = _t_half(change.to_numpy(float))
+                half = t_half_width(change.to_numpy(float))
                 lo, hi = change.mean() - half, change.mean() + half
                 trend = (NO_EFFECT if lo <= 0 <= hi
                          else "a detectable increase" if lo > 0 else "a detectable decrease")
@@ -393,14 +392,3 @@ def summary_markdown(
     _factors(comparisons, lines)
     _pretrained(pretrained, pretrained_sample_size, pretrained_fits, lines)
     return "\n".join(lines).rstrip() + "\n"
-
-
-def _t_half(values: np.ndarray, level: float = 0.95) -> float:
-    """Half-width of the t interval of the mean of ``values`` (n - 1 degrees of freedom:
-    with 2 subjects the 95% quantile is 12.7, not 1.96); NaN for fewer than 2 values."""
-    values = values[np.isfinite(values)]
-    if values.size < 2:
-        return float("nan")
-    q = _stats.t.ppf(0.5 + level / 2, values.size - 1)
-    return float(q * values.std(ddof=1) / np.sqrt(values.size))
-
