@@ -207,3 +207,10 @@ def test_summary_states_range_interval_and_no_detectable_effect():
         columns=["family", "target", "method", "status"]), pd.DataFrame(), "demo")
     assert "Opposite trends" in text and "validation loss gets better" in text
     assert "brain score gets worse" in text and "a detectable change" in text
+    assert "point estimate only" not in text
+    # ... and qualified when the score's own interval includes 0
+    fits.loc[0, ["change_over_range", "change_over_range_lo", "change_over_range_hi"]] = (
+        -0.01, -0.03, +0.01)
+    text = summary_markdown(_table(), fits, _frontier(), pd.DataFrame(
+        columns=["family", "target", "method", "status"]), pd.DataFrame(), "demo")
+    assert "brain score gets worse in its point estimate only (no detectable effect)" in text

@@ -113,13 +113,16 @@ def _scaling(fits: pd.DataFrame, lines: list[str]) -> None:
                     s_dir = _trend(row["change_over_range"], "score")
                     l_dir = _trend(lrow["change_over_range"], "val_loss")
                     l_det = verdict(lrow["change_over_range_lo"], lrow["change_over_range_hi"])
+                    # the score's sign alone says little when its own interval includes 0
+                    only = (f" in its point estimate only ({NO_EFFECT})"
+                            if effect == NO_EFFECT else "")
                     if s_dir != l_dir:
                         lines.append(
                             f"  - Opposite trends: along {name} the validation loss gets "
                             f"{l_dir} (change {lrow['change_over_range']:+.4f}, "
                             f"{_ci(lrow, 'change_over_range', '+.4f')}"
                             f"{'; ' + NO_EFFECT if l_det == NO_EFFECT else ''}) while the "
-                            f"brain score gets {s_dir}."
+                            f"brain score gets {s_dir}{only}."
                         )
     sat = fits[(fits["law"] == "saturating") & (fits["status"] == "ok")]
     if len(sat):
