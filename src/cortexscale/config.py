@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from cortexscale.errors import ConfigError
 from cortexscale.grid import (
     MIN_STEPS,
     expand,
@@ -25,17 +26,11 @@ from cortexscale.grid import (
     model_configs,
     steps_for,
 )
+from cortexscale.labels import POOLED
 
 SCHEMA_PATH = Path(str(resources.files("cortexscale") / "resources" / "config.schema.yaml"))
 
 
-#: the subject and ROI label of the pooled rows of every table (pooled over subjects, over
-#: the study's ROIs); the ROI and subject patterns of the schema cannot produce it
-POOLED = "(pooled)"
-
-
-class ConfigError(ValueError):
-    """A study configuration that cannot be run; the message says why and where."""
 
 
 def _is_number(checker: Any, instance: Any) -> bool:

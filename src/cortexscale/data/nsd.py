@@ -48,6 +48,8 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npy_format
 
+from cortexscale.errors import InputError
+
 __all__ = [
     "HEMIS", "MAPPING_CLASSES", "NsdSubject", "UnsafeFileError", "describe_nsd_subject",
     "load_mapping", "npy_header", "read_nsd_subject", "read_roi_masks", "write_synthetic_nsd",
@@ -61,7 +63,7 @@ STILL_FAMILIES = ("contrast", "luminance", "object")
 _MASK = re.compile(r"^(lh|rh)\.(.+)_challenge_space\.npy$")
 
 
-class UnsafeFileError(ValueError):
+class UnsafeFileError(InputError):
     """A pickled file asks for something a mapping file never holds; nothing was run."""
 
 

@@ -16,15 +16,13 @@ import threading
 from types import FrameType
 from typing import Any
 
+from cortexscale.errors import TrainingError
+
 __all__ = ["EXIT_REQUEUE", "Interrupted", "StopSignals", "TrainingError", "check_compatible"]
 
 #: Exit status of a run that checkpointed on SIGTERM/SIGUSR2 and can resume (EX_TEMPFAIL).
 EXIT_REQUEUE = 75
 SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
-
-
-class TrainingError(RuntimeError):
-    """A run that cannot go on: NaN loss, out of memory, incompatible checkpoint."""
 
 
 class Interrupted(SystemExit):
