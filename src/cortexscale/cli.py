@@ -9,8 +9,8 @@ inside the stage that needs them so that light stages start fast.
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import importlib
+import importlib.util
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -18,40 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from cortexscale import __version__
-from cortexscale.config import ConfigError, load_config, validate_sections
-
-
-def _settings(args: argparse.Namespace, needed: Sequence[str]) -> dict[str, Any]:
-    """Return the config sections a stage needs, validated, with defaults."""
-    if args.config is not None:
-        cfg = load_config(args.config)
-        return {k: cfg[k] for k in needed if k in cfg}
-    if args.sections is not None:
-        try:
-            sections = json.loads(args.sections)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--sections is not valid JSON: {exc}") from exc
-        missing = [k for k in needed if k not in sections and k not in _OPTIONAL]
-        if missing:
-            raise ConfigError(f"--sections lacks the section(s) {', '.join(missing)}")
-        return validate_sections(sections, "--sections")
-    raise ConfigError("give the study config with --config FILE (or --sections JSON)")
-
-
-_OPTIONAL = {"seed", "tokenizer", "pretrain", "features", "encoding", "resources", "scaling",
-             "study", "pretrained_models", "reference"}
-
-
-def _limit_threads(n: int) -> None:
-    """Bound BLAS/OpenMP threads to what the scheduler gave this job."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(n)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(n)
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        pass
+from cortexscale.config import ConfigError, load_config
+from cortexscale.logs import setup as setup_logging
+from cortexscale.stages.common import add_common, limit_threads, settings
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
@@ -108,7 +77,7 @@ def _repo_profiles() -> Path:
 
 def cmd_corpus(args: argparse.Namespace) -> None:
     from_grid = args.data_sizes is None
-    s = _settings(args, ["corpus", "pretrain", "seed"] + (["grid"] if from_grid else []))
+    s = settings(args, ["corpus", "pretrain", "seed"] + (["grid"] if from_grid else []))
     from cortexscale.config import section
     from cortexscale.data.corpus import build_corpus
 
@@ -122,7 +91,7 @@ def cmd_corpus(args: argparse.Namespace) -> None:
 
 
 def cmd_fmri(args: argparse.Namespace) -> None:
-    s = _settings(args, ["fmri", "corpus", "subjects", "rois", "seed"])
+    s = settings(args, ["fmri", "corpus", "subjects", "rois", "seed"])
     if s["fmri"]["source"] != "synthetic":
         raise ConfigError(
             f"fmri.source is {s['fmri']['source']!r}: that dataset is read from fmri.root, "
@@ -140,7 +109,7 @@ def cmd_fmri(args: argparse.Namespace) -> None:
 
 
 def cmd_fmri_import(args: argparse.Namespace) -> None:
-    s = _settings(args, ["fmri", "subjects"])
+    s = settings(args, ["fmri", "subjects"])
     fmri, subjects = s["fmri"], s["subjects"]
     source, root = fmri["source"], fmri.get("root", "")
     if source == "algonauts2025":
@@ -173,7 +142,7 @@ def cmd_fmri_import(args: argparse.Namespace) -> None:
 
 
 def cmd_fmri_check(args: argparse.Namespace) -> None:
-    s = _settings(args, ["subjects", "rois"])
+    s = settings(args, ["subjects", "rois"])
     from cortexscale.data.checks import check_dataset
     from cortexscale.io.atomic import prepare_outputs, write_json
 
@@ -183,7 +152,7 @@ def cmd_fmri_check(args: argparse.Namespace) -> None:
 
 
 def cmd_tokenizer(args: argparse.Namespace) -> None:
-    s = _settings(args, ["tokenizer", "seed"])
+    s = settings(args, ["tokenizer", "seed"])
     from cortexscale.train.tokenizer import train_tokenizer
 
     train_tokenizer(
@@ -193,7 +162,7 @@ def cmd_tokenizer(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    s = _settings(args, ["pretrain", "corpus", "seed"])
+    s = settings(args, ["pretrain", "corpus", "seed"])
     from cortexscale.grid import parse_name
     from cortexscale.train.pretrain import pretrain
 
@@ -205,7 +174,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_launch(args: argparse.Namespace) -> None:
-    s = _settings(args, ["pretrain", "corpus", "seed"])
+    s = settings(args, ["pretrain", "corpus", "seed"])
     from cortexscale.train.launch import launch
 
     jobs = launch(
@@ -221,7 +190,7 @@ def cmd_launch(args: argparse.Namespace) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> None:
-    s = _settings(args, ["features"])
+    s = settings(args, ["features"])
     from cortexscale.features.extract import extract_features
 
     extract_features(
@@ -231,7 +200,7 @@ def cmd_features(args: argparse.Namespace) -> None:
 
 
 def cmd_reference_features(args: argparse.Namespace) -> None:
-    s = _settings(args, ["fmri", "corpus", "seed", "reference"])
+    s = settings(args, ["fmri", "corpus", "seed", "reference"])
     from cortexscale.features.reference_stage import write_reference
     from cortexscale.io.atomic import prepare_outputs
 
@@ -240,7 +209,7 @@ def cmd_reference_features(args: argparse.Namespace) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
-    s = _settings(args, ["encoding"])
+    s = settings(args, ["encoding"])
     if len(args.roi) != len(args.out):
         raise ConfigError(
             f"encode: --out must give one table per --roi; expected {len(args.roi)} "
@@ -267,7 +236,7 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
 
 
 def cmd_analyse(args: argparse.Namespace) -> None:
-    s = _settings(args, ["study", "seed", "scaling"])
+    s = settings(args, ["study", "seed", "scaling"])
     from cortexscale.io.atomic import prepare_outputs
     from cortexscale.report.html import page_path, write_summary_html, write_table_pages
     from cortexscale.scaling.analyse import analyse
@@ -309,7 +278,7 @@ def _model_spec(s: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def cmd_pretrained_build(args: argparse.Namespace) -> None:
-    s = _settings(args, ["pretrained_models", "seed"])
+    s = settings(args, ["pretrained_models", "seed"])
     from cortexscale.io.atomic import prepare_outputs
     from cortexscale.models.pretrained import build_tiny
 
@@ -325,7 +294,7 @@ def cmd_pretrained_build(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrained_features(args: argparse.Namespace) -> None:
-    s = _settings(args, ["pretrained_models", "subjects"])
+    s = settings(args, ["pretrained_models", "subjects"])
     from cortexscale.features.pretrained import extract_pretrained
 
     extract_pretrained(
@@ -336,7 +305,7 @@ def cmd_pretrained_features(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrained_encode(args: argparse.Namespace) -> None:
-    s = _settings(args, ["encoding", "pretrained_models", "seed"])
+    s = settings(args, ["encoding", "pretrained_models", "seed"])
     from cortexscale.encoding.pretrained import encode_images, encode_video
 
     fn, root = (encode_images, args.nsd_root) if args.nsd_root else (encode_video,
@@ -371,7 +340,7 @@ def cmd_pretrained_ensemble(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrained_aggregate(args: argparse.Namespace) -> None:
-    s = _settings(args, ["pretrained_models"])
+    s = settings(args, ["pretrained_models"])
 
     from cortexscale.encoding.pretrained import collect_pretrained, scaling_fits
     from cortexscale.features.pretrained import CACHE_EXPECTED
@@ -402,14 +371,9 @@ def cmd_pretrained_aggregate(args: argparse.Namespace) -> None:
         plot_pretrained(table, curves, args.figure)
 
 
-def _common(p: argparse.ArgumentParser, threads: bool = False, device: bool = False) -> None:
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--config", type=Path, help="study config YAML (validated)")
-    g.add_argument("--sections", help="config sections as JSON (used by the workflow)")
-    if threads:
-        p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
-    if device:
-        p.add_argument("--device", default="cpu", help="torch device (cpu, cuda; default cpu)")
+#: the stage modules (src/cortexscale/stages/NAME.py, one per rule file), in help order
+STAGE_MODULES = ("study", "data", "tokenizer", "pretrain", "features", "reference", "encoding",
+                 "aggregate", "analysis", "pretrained")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -423,9 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, func: Callable[[argparse.Namespace], None], help_: str,
             **kw: bool) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
-        _common(p, **kw)
+        add_common(p, **kw)
         p.set_defaults(func=func)
         return p
+
+    for name in STAGE_MODULES:  # each stage module declares its own commands
+        if importlib.util.find_spec(f"cortexscale.stages.{name}") is not None:
+            importlib.import_module(f"cortexscale.stages.{name}").register(add)
 
     p = sub.add_parser(
         "validate",
@@ -621,7 +589,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cortexscale`` console script."""
     args = build_parser().parse_args(argv)
     if getattr(args, "threads", None):
-        _limit_threads(args.threads)
+        limit_threads(args.threads)
+    setup_logging(args.stage)
     start = time.perf_counter()
     from cortexscale.train.resume import Interrupted, TrainingError
 
