@@ -1,6 +1,7 @@
 # The whole set-up of cortexscale is these two targets (see README.md):
 #   make run    creates .venv, installs, runs the default study through Snakemake
 #   make test   creates .venv, installs with the test extras, runs the test suite
+#   make test-fast  the unit tests only (no slow, slurm, gpu or lint marker): a few minutes
 #               (as root, tests/test_slurm.py installs Debian's slurm-wlm and munge with
 #               apt-get through scripts/slurm-cluster.sh and runs a one-node Slurm cluster)
 #
@@ -18,7 +19,7 @@ STUDY := $(shell sed -n 's/^study: *\([A-Za-z0-9_.-]*\).*/\1/p' config/config.ya
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint dryrun clean-results
+.PHONY: run test test-fast lint dryrun clean-results
 
 $(STAMP): pyproject.toml
 	@echo ">> creating $(VENV) and installing cortexscale (a few minutes the first time)"
@@ -34,6 +35,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest tests
+
+test-fast: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest tests -m "not slow and not slurm and not gpu and not lint"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -26,7 +26,8 @@ BACKENDS = [
     pytest.param({"backend": "torch", "device": "cpu"}, id="torch-cpu",
                  marks=pytest.mark.skipif(_NO_TORCH, reason="torch not installed")),
     pytest.param({"backend": "torch", "device": "cuda"}, id="torch-cuda",
-                 marks=pytest.mark.skipif(not _cuda(), reason="no CUDA device")),
+                 marks=[pytest.mark.gpu,
+                        pytest.mark.skipif(not _cuda(), reason="no CUDA device")]),
 ]
 METHODS = ["direct", "spectral"]
 
