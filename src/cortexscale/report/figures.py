@@ -208,13 +208,15 @@ def plot_loss_curves(logs: pd.DataFrame, out_png: str | os.PathLike) -> None:
         col=col, col_order=sizes, kind="line", height=3.0, aspect=1.2, alpha=0.6,
         facet_kws={"sharey": True}, errorbar=None,
     )
+    # the dots take the lines' colours in every panel, also one that lacks a model
+    models = list(g.hue_names or sorted(data["model"].unique()))
     for size, ax in zip(sizes, g.axes.flat, strict=False):
         val = data[(data[col] == size)].dropna(subset=["val_loss"])
         sns.scatterplot(data=val, x="tokens_seen", y="val_loss", hue="model", style="precision",
+                        hue_order=models,
                         ax=ax, legend=False, s=18)
+        ax.set_title(f"budget {size:.3g} FLOPs" if isoflop else f"data size {size} frames")
     g.set_axis_labels("tokens seen", "loss (lines: train, dots: validation)")
-    g.set_titles(col_template="budget {col_name} FLOPs" if isoflop
-                 else "data size {col_name} frames")
     save_figure(g.figure, out_png)
 
 
