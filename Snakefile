@@ -9,8 +9,8 @@ import os
 
 from snakemake.utils import min_version, validate
 
-from cortexscale.config import check_config, read_yaml
-from cortexscale.data.dataset_check import check_study_dataset
+from cortexscale.config import read_yaml
+from cortexscale.policy import check_study
 
 min_version("9.0")
 
@@ -25,16 +25,15 @@ read_yaml(DEFAULT_CONFIG)
 configfile: DEFAULT_CONFIG
 
 
-for _path in workflow.configfiles:
-    if _path != DEFAULT_CONFIG:  # read above
-        read_yaml(_path)
-_STUDY = " + ".join(str(f) for f in workflow.configfiles) or "config"
-_FULL_CONFIG = check_config(config, _STUDY)
-# the dataset (when fmri.root exists) holds the study's subjects, ROIs and stimuli: checked
-# here, before any job, never after feature extraction; once, by the main process (every
-# job re-reads this file, e.g. on a cluster, and need not list the dataset again)
-if workflow.is_main_process:
-    check_study_dataset(_FULL_CONFIG, _STUDY)
+# every problem of the study at once, before any job; the dataset (when fmri.root exists) is
+# checked against the study once, by the main process (every job re-reads this file, e.g. on
+# a cluster, and need not list the dataset again)
+check_study(
+    config,
+    workflow.configfiles,
+    read=[DEFAULT_CONFIG],
+    check_dataset=workflow.is_main_process,
+)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
@@ -58,6 +57,4 @@ include: "workflow/rules/pretrained.smk"
 rule all:
     default_target: True
     input:
-        VIDEOGPT_TARGETS,
-        [BRAIN_MAP] if ATLAS and VIDEOGPT_TARGETS else [],
-        PRETRAINED_TARGETS,
+        PLAN.targets,

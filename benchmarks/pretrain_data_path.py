@@ -1,9 +1,10 @@
 """The data path of ``cortexscale pretrain`` at the paper's scale (issue #17).
 
 What a pretraining job does besides its training steps, measured on the code the job runs
-(:mod:`cortexscale.train.pretrain`, imported, not copied):
+(:mod:`cortexscale.train.pretrain` and :mod:`cortexscale.stages.pretrain`, imported, not
+copied):
 
-1. **read**: ``_read_corpus`` of a ``tokens.h5`` of the paper's shape (6M source frames at time
+1. **read**: ``read_corpus`` of a ``tokens.h5`` of the paper's shape (6M source frames at time
    stride 4 in 16-frame clips = 93,750 clips, plus the 512 reserved validation clips; 4 x 8 x 8
    = 256 int16 codes per clip; the tokenizer's layout: ``codes`` chunked 64 clips at a time)
    and of its ``frames.h5`` (``source``/``start_frame`` -> each clip's preceding clip);
@@ -63,14 +64,15 @@ from cortexscale.data.corpus import (
     validation_clips,
 )
 from cortexscale.io.atomic import atomic_path
+from cortexscale.models.device import setup_device
 from cortexscale.models.gpt import GPT, GPTConfig, flops_per_token
-from cortexscale.train.common import rng_state, setup_device
+from cortexscale.stages.pretrain import read_corpus
+from cortexscale.train.common import rng_state
 from cortexscale.train.metrics import device_name
 from cortexscale.train.pretrain import (
     BETAS,
     ClipStream,
     _batch,
-    _read_corpus,
     evaluate,
     lr_at,
 )
@@ -206,7 +208,7 @@ def gpu_tokens_per_s(cfg: GPTConfig, mfu: float) -> float:
 
 
 def checkpoint_dict(model: GPT, opt: torch.optim.Optimizer, step: int) -> dict[str, Any]:
-    """The dict ``pretrain`` saves (its ``save``): model, AdamW, schedule, scaler, RNG, loop."""
+    """The dict ``pretrain`` saves (``Run.save``): model, AdamW, schedule, scaler, RNG, loop."""
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     cfg = {"steps": PAPER["steps"], "batch_size": PAPER["batch_size"], "lr": 3e-4,
@@ -280,8 +282,8 @@ def measure(args: argparse.Namespace) -> int:
         for _ in range(r):
             read_cold()
         t_codes = _times(read_codes, r)
-        t_read = _times(lambda: _read_corpus(tokens, frames), r)
-        codes_np, _, prev_np = _read_corpus(tokens, frames)
+        t_read = _times(lambda: read_corpus(tokens, frames), r)
+        codes_np, _, prev_np = read_corpus(tokens, frames)
         n = codes_np.shape[0]
         print(f"read: {n} clips x {codes_np[0].size} codes ({codes_np.nbytes / 1e6:.1f} MB)",
               flush=True)
@@ -289,7 +291,7 @@ def measure(args: argparse.Namespace) -> int:
               f"({codes_np.nbytes / 1e6 / statistics.median(t_codes):.0f} MB/s)", flush=True)
         print(f"  h5py codes[...], cold      s: {_fmt(cold)}  (page cache dropped for the "
               f"file: {codes_np.nbytes / 1e6 / statistics.median(cold):.0f} MB/s)", flush=True)
-        print(f"  _read_corpus (codes+prev)  s: {_fmt(t_read)}", flush=True)
+        print(f"  read_corpus (codes+prev)   s: {_fmt(t_read)}", flush=True)
         if cuda:
             t_up = _times(lambda: torch.from_numpy(codes_np).to(dev), r, sync)
             print(f"  codes to the device        s: {_fmt(t_up)}", flush=True)

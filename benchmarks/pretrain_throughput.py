@@ -27,13 +27,13 @@ import time
 
 import torch
 
+from cortexscale.models.device import setup_device
 from cortexscale.models.gpt import GPT, RESIDUALS, GPTConfig, flops_per_token, residual_dtype
 from cortexscale.train.common import (
     autocast_context,
     grad_scaler,
     peak_memory_mb,
     reset_peak_memory,
-    setup_device,
 )
 from cortexscale.train.metrics import device_name, matmul_precision, mfu
 

@@ -2,9 +2,9 @@
 
 For each architecture the pretrained-model path supports, a randomly initialised model of
 a size users run (no download: weights are built from the transformers config and saved
-with ``save_pretrained``) is loaded twice through :func:`cortexscale.models.pretrained.
+with ``save_pretrained``) is loaded twice through :func:`cortexscale.models.vision.
 load_pretrained`, in float32 and in bfloat16, and the same batch of images goes through
-:func:`~cortexscale.models.pretrained.layer_maps` and max-pooling as in
+:func:`~cortexscale.models.vision.layer_maps` and max-pooling as in
 ``cortexscale pretrained-features``. Printed per model: parameters, images/s in each
 precision, peak device memory of one batch, and the agreement of the bf16 features with the
 fp32 ones (median over layers of the Pearson r between the flattened pooled features).
@@ -24,7 +24,8 @@ import time
 import numpy as np
 import torch
 
-from cortexscale.models.pretrained import layer_maps, load_pretrained, max_pool_features
+from cortexscale.features.hidden_states import max_pool_features
+from cortexscale.models.vision import layer_maps, load_pretrained
 
 # (architecture, size) -> transformers config class name and arguments
 SIZES = {

@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cortexscale.config import POOLED
+from cortexscale.errors import InputError
 from cortexscale.grid import expand
-from cortexscale.scaling.table import PARCEL_COLUMNS, TABLE_COLUMNS, aggregate, collect
+from cortexscale.labels import POOLED
+from cortexscale.scaling.table import PARCEL_COLUMNS, TABLE_COLUMNS
+from cortexscale.stages.aggregate import aggregate, collect
 
 GRID = {"data_sizes": [2048, 8192], "base": {"hidden": 64, "layers": 2, "heads": 2},
         "vary": {"hidden": [32]}, "mode": "one_at_a_time", "precision": ["fp32", "bf16"]}
@@ -88,7 +90,7 @@ def test_collect_columns_rows_and_order(tmp_path, rng):
 def test_collect_missing_summary(tmp_path, rng):
     _, encs, sums = _write_study(tmp_path, rng)
     sums.pop("d2048_h64_l2_a2_fp32_s0")
-    with pytest.raises(KeyError, match="d2048_h64_l2_a2_fp32_s0.*no pretraining summary"):
+    with pytest.raises(InputError, match="d2048_h64_l2_a2_fp32_s0.*no pretraining summary"):
         collect(encs, sums)
 
 
@@ -114,7 +116,7 @@ def test_aggregate_writes_table_and_figures(tmp_path, rng):
 
 
 def test_analyse_writes_fits_frontier_comparisons_and_summary(tmp_path, rng):
-    from cortexscale.scaling.analyse import analyse
+    from cortexscale.stages.analysis import analyse
 
     _, encs, sums = _write_study(tmp_path, rng)
     out = tmp_path / "tables" / "encoding.tsv"
@@ -147,7 +149,7 @@ def test_isoflop_study_end_to_end(tmp_path, rng):
     from matplotlib import pyplot as plt
 
     from cortexscale.report import figures
-    from cortexscale.scaling.analyse import analyse
+    from cortexscale.stages.analysis import analyse
 
     _, encs, sums = _write_study(tmp_path, rng, ISOFLOP, n_parcels=8)
     out = tmp_path / "tables" / "encoding.tsv"

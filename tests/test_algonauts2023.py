@@ -175,7 +175,7 @@ def test_noise_ceiling_as_the_challenge_computes_it():
 @pytest.fixture(scope="module")
 def encoded(tmp_path_factory):
     from cortexscale.data.nsd import write_synthetic_nsd
-    from cortexscale.models.pretrained import build_tiny
+    from cortexscale.models.vision import build_tiny
 
     root = tmp_path_factory.mktemp("nsd")
     write_synthetic_nsd(root, ["subj01"], ["early", "object"], seed=0, n_images=40,
@@ -213,7 +213,7 @@ def test_challenge_score_beside_r(encoded):
     import h5py
     import pandas as pd
 
-    from cortexscale.encoding.pretrained import TSV_COLUMNS
+    from cortexscale.stages.pretrained import TSV_COLUMNS
 
     root, out = encoded
     t = pd.read_csv(out / "early.tsv", sep="\t")

@@ -22,10 +22,12 @@ from cortexscale.data.algonauts2025 import (
 )
 from cortexscale.data.fmri import FmriDataset
 from cortexscale.encoding.delays import make_delays
-from cortexscale.encoding.stage import run_encoding
+from cortexscale.errors import InputError
 from cortexscale.io.video import write_video
+from cortexscale.logs import setup as setup_logging
 from cortexscale.report.brainmaps import plot_brain_maps
 from cortexscale.scaling.analyse import frontier_table, scaling_fits
+from cortexscale.stages.encoding import run_encoding
 
 TR, N_TR, FPS, D, DELAYS = 1.49, 20, 2.0, 4, [1, 2]
 NETWORKS = ["Vis", "SomMot", "DorsAttn", "SalVentAttn", "Limbic", "Cont", "Default"]
@@ -139,7 +141,7 @@ def test_import_networks_atlas_and_ignored_contents(release, imported):
     np.testing.assert_array_equal(vis, np.r_[0:81, 500:581])  # labels 1-81 and 501-581
     np.testing.assert_array_equal(ds.roi_parcels("Vis_RH"), np.arange(500, 581))
     assert ds.roi_parcels("all").size == 1000 and ds.roi_parcels("Default").size == 126 + 86
-    with pytest.raises(KeyError, match=r"ROI 'Visual'.*available ROIs: \[.*'Vis'"):
+    with pytest.raises(InputError, match=r"ROI 'Visual'.*available ROIs: \[.*'Vis'"):
         ds.roi_parcels("Visual")
     # runs: the OOD movies, season 7 and the transcripts are not stimuli
     assert sorted(ds.stimuli) == ["figures01", "s01e01a", "s01e01b", "s01e02a"]
@@ -160,8 +162,9 @@ def test_import_networks_atlas_and_ignored_contents(release, imported):
 
 def test_missing_run_is_listed_not_fatal(release, tmp_path, capsys):
     root, _ = release
+    setup_logging("fmri-import")
     import_algonauts2025(root, tmp_path / "fmri", ["sub-02", "sub-01"], tr=TR)
-    assert "sub-02 has no run of 1 stimulus(es)" in capsys.readouterr().err
+    assert "cortexscale fmri-import: sub-02 has no run of 1 stimulus(es)" in capsys.readouterr().err
     ds = FmriDataset(tmp_path / "fmri")
     assert len(ds.train_runs("sub-02")) == 2 and len(ds.train_runs("sub-01")) == 3
 

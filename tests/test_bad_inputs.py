@@ -30,8 +30,9 @@ from cortexscale.grid import GridPoint
 from cortexscale.io.atomic import check_writable, stale_temporaries
 from cortexscale.io.checkpoint import load_checkpoint
 from cortexscale.io.video import write_video
-from cortexscale.models.pretrained import build_tiny
-from cortexscale.train.pretrain import pretrain
+from cortexscale.logs import setup as setup_logging
+from cortexscale.models.vision import build_tiny
+from cortexscale.stages.pretrain import pretrain
 
 SMALL = {"tr": 1.0, "n_runs": 3, "repeated_runs": 1, "trs_per_run": 40, "n_parcels": 8,
          "snr": [1.0], "ar1": 0.3}
@@ -302,18 +303,27 @@ def test_all_nan_run_of_any_importer_is_an_error(tmp_path):
     assert_nothing_left(tmp_path / "fmri")
 
 
-def test_nsd_image_row_all_nan_is_an_error(capsys, tmp_path):
-    write_synthetic_nsd(tmp_path, ["subj01"], ["early", "object"], seed=0, n_images=24,
-                        n_vertices=(12, 10), size=16)
-    path = tmp_path / "subj01" / "training_split" / "training_fmri" / "lh_training_fmri.npy"
+def test_nsd_image_row_all_nan_is_an_error(capsys, tmp_path, nsd_world):
+    nsd_root, model = nsd_world
+    path = nsd_root / "subj01" / "training_split" / "training_fmri" / "lh_training_fmri.npy"
     y = np.load(path)
     y[3] = np.nan
     np.save(path, y)
-    code, err = cli(capsys, "fmri-import", "--sections",
-                    fmri_sections("algonauts2023", tmp_path, ["subj01"]), "--out-dir",
-                    tmp_path / "out")
+    code, err = pretrained_features(capsys, nsd_root, model, tmp_path / "f.h5")
     assert code == 2
     assert f"{path}: row(s) [3]" in error_line(err) and "NaN/inf in every vertex" in err
+    assert_nothing_left(tmp_path / "f.h5")
+
+
+def test_fmri_import_refuses_an_image_dataset_before_reading_it(capsys, tmp_path):
+    # algonauts2023 goes through the pretrained-model path; its folder is not even looked at
+    code, err = cli(capsys, "fmri-import", "--sections",
+                    fmri_sections("algonauts2023", tmp_path / "absent", ["subj01"]),
+                    "--out-dir", tmp_path / "out")
+    assert code == 2
+    line = error_line(err)
+    assert "fmri.source: fmri-import expected one of ['algonauts2025', 'nifti'], found " \
+        "'algonauts2023'" in line and "pretrained-model path" in line
     assert_nothing_left(tmp_path / "out")
 
 
@@ -496,6 +506,7 @@ def test_stale_checkpoint_temporaries_are_removed_by_the_next_run(corpus, tmp_pa
         p.write_bytes(b"half a checkpoint")  # what SIGKILL during torch.save leaves
     other = out / ".notes.txt.abcdefgh.txt.tmp"  # not an output of pretrain: kept
     other.write_text("x")
+    setup_logging("pretrain")  # the removals are logged, as the CLI sets logging up
     pretrain(tokens, frames, POINT, "corpus", PRETRAIN, out, seed=0)
     assert not any(p.exists() for p in stale)
     assert other.exists()
@@ -567,7 +578,7 @@ def test_unwritable_output_folder_fails_before_any_work(capsys, tmp_path, corpus
     line = error_line(err)
     assert f"output folder {out}" in line and "is not writable" in line, line
     assert f"a file is in the way: {tmp_path / 'blocked'}" in line
-    assert "[pretrain" not in err and "corpus: source" not in err  # no work began
+    assert f"{POINT.name}: " not in err and "corpus: source" not in err  # no work began
 
 
 def test_pretrain_checks_its_folder_before_training(corpus, tmp_path):  # noqa: F811 (fixture)

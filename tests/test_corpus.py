@@ -16,6 +16,8 @@ from cortexscale.data.corpus import (
     validation_clips,
     write_corpus,
 )
+from cortexscale.errors import InputError
+from cortexscale.logs import setup as setup_logging
 
 
 @pytest.fixture
@@ -110,7 +112,7 @@ def test_mismatched_source_size(tmp_path, rng):
 def test_read_subset_errors(tmp_path, rng):
     path = tmp_path / "frames.h5"
     write_corpus(path, _sources(rng), 4, 2, 15, data_sizes=[16])
-    with pytest.raises(KeyError, match=r"subsets/corpus/32.*\[16\]"):
+    with pytest.raises(InputError, match=r"subsets/corpus/32.*\[16\]"):
         read_subset(path, 32, "corpus")
     with pytest.raises(ValueError, match="order"):
         read_subset(path, 16, "shuffled")
@@ -122,8 +124,10 @@ def test_build_corpus_synthetic(tmp_path, capsys):
     cfg = {"source": "synthetic", "n_sources": 3, "frames_per_source": 40, "fps": 15,
            "time_stride": 1, "clip_len": 8, "height": 8, "width": 8}
     path = tmp_path / "frames.h5"
+    setup_logging("corpus")  # progress lines on stderr, as the CLI sets them up
     build_corpus(path, cfg, data_sizes=[16, 120], seed=1)
-    assert "corpus: source 3/3" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cortexscale corpus: source 3/3, elapsed " in err and ", ETA " in err
     with h5py.File(path, "r") as f:
         assert f["clips"].shape == (15, 8, 8, 8, 3)
         first = f["clips"][()]
@@ -200,9 +204,9 @@ def test_an_old_corpus_without_a_reserve_names_the_fix(tmp_path, rng):
     write_corpus(path, _sources(rng), 4, 2, 15, data_sizes=[16])
     with h5py.File(path, "a") as f:
         del f["validation"], f["pool"]
-    with pytest.raises(KeyError, match="no dataset 'validation'.*rebuild it"):
+    with pytest.raises(InputError, match="no dataset 'validation'.*rebuild it"):
         read_validation(path)
-    with pytest.raises(KeyError, match="pool/corpus.*rebuild it"):
+    with pytest.raises(InputError, match="pool/corpus.*rebuild it"):
         read_subset(path, 0, "corpus")
 
 

@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from test_pretrain import CFG, corpus  # noqa: F401 -- the fixture
 
 from cortexscale.grid import GridPoint
-from cortexscale.train.pretrain import pretrain
+from cortexscale.stages.pretrain import pretrain
 
 DCFG = {**CFG, "steps": 8, "eval_every": 4, "batch_size": 8, "grad_accum": 2}
 #: Relative tolerance of the losses. fp32: the gradients differ only by the order of

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cortexscale.encoding.features import fit_pca, glover_hrf, hrf_convolve
+from cortexscale.encoding.design import fit_pca, glover_hrf, hrf_convolve
 from cortexscale.encoding.sample_size import nested_subsets, sample_size_curve
 from cortexscale.encoding.selection import select_feature_sets
 

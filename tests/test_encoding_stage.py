@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from cortexscale.encoding.delays import make_delays
-from cortexscale.encoding.stage import TSV_COLUMNS, check_encoding_config, run_encoding
+from cortexscale.logs import setup as setup_logging
+from cortexscale.stages.encoding import TSV_COLUMNS, check_encoding_config, run_encoding
 
 D, N_TR, DELAYS = 4, 80, [1, 2]
 CFG = {
@@ -120,9 +121,10 @@ def test_truncated_features_name_the_file(tmp_path, rng):
 
 def test_one_tr_short_is_trimmed_and_reported(tmp_path, rng, capsys):
     feats, root = _make_study(tmp_path / "fmri", rng, feature_trs={"s2": N_TR - 1})
+    setup_logging("encode")  # as the CLI does: the package's log lines go to stderr
     side = run_encoding(feats, root, "sub-01", "early", tmp_path / "e.tsv", CFG, "g")
     assert side["n_train"] == 4 * N_TR - 1
-    assert f"{N_TR} TRs in" in capsys.readouterr().err
+    assert f"cortexscale encode: run 'r2': {N_TR} TRs in" in capsys.readouterr().err
 
 
 def test_constant_parcel_is_excluded(tmp_path, rng):

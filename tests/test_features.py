@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from cortexscale.features.extract import clip_frame_index, extract_features, resolve_layers
+from cortexscale.features.extract import clip_frame_index, resolve_layers
 from cortexscale.io.video import write_video
 from cortexscale.models.gpt import GPT, GPTConfig
 from cortexscale.models.vqvae import VQVAE, VQVAEConfig
+from cortexscale.stages.features import extract_features
 
 TR, SRC_FPS, TIME_STRIDE, CLIP_LEN, SIZE, N_TR = 1.0, 8.0, 2, 4, 8, 8
 MODEL_FPS = SRC_FPS / TIME_STRIDE  # 4 frames per TR

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from cortexscale.data.fmri import FmriDataset
+from cortexscale.errors import InputError
 from cortexscale.io.video import write_video
 
 N_TR, N_PARCELS = 6, 5
@@ -77,15 +78,15 @@ def test_stimulus_frames_resampled(dataset):
 
 
 def test_unknown_roi_lists_available(dataset):
-    with pytest.raises(KeyError, match=r"'v1', 'mt'"):
+    with pytest.raises(InputError, match=r"'v1', 'mt'"):
         FmriDataset(dataset).roi_parcels("ffa")
 
 
 def test_unknown_run_and_subject(dataset):
     ds = FmriDataset(dataset)
-    with pytest.raises(KeyError, match="ses-009"):
+    with pytest.raises(InputError, match="ses-009"):
         ds.responses("sub-01", "ses-009_task-run01")
-    with pytest.raises(KeyError, match="sub-07"):
+    with pytest.raises(InputError, match="sub-07"):
         ds.train_runs("sub-07")
 
 

@@ -12,8 +12,7 @@ import torch
 from test_pretrain import CFG, corpus  # noqa: F401 -- the fixture
 
 from cortexscale.grid import GridPoint
-from cortexscale.train.launch import launch
-from cortexscale.train.pretrain import pretrain
+from cortexscale.stages.pretrain import launch, pretrain
 
 GRID = "d64_h16_l2_a2_fp32_s0"
 LCFG = {**CFG, "steps": 300, "eval_every": 100, "checkpoint_every": 0, "dropout": 0.1}

@@ -24,7 +24,6 @@ from cortexscale.data.synthetic import write_synthetic_fmri
 from cortexscale.encoding.delays import make_delays, zscore_per_run
 from cortexscale.encoding.metrics import pearson_r
 from cortexscale.encoding.ridge import ridge_cv, ridge_predict
-from cortexscale.encoding.stage import run_encoding
 from cortexscale.features.planted import (
     PlantedLaw,
     planted_features,
@@ -32,7 +31,6 @@ from cortexscale.features.planted import (
     surrogate_score,
     tr_latents,
 )
-from cortexscale.features.reference_stage import write_reference
 from cortexscale.references import (
     PLANTED_DEFAULTS,
     ReferencePoint,
@@ -41,6 +39,8 @@ from cortexscale.references import (
     parse_reference,
 )
 from cortexscale.scaling.allocation import parabola_optima
+from cortexscale.stages.encoding import run_encoding
+from cortexscale.stages.reference import write_reference
 
 LAW = PlantedLaw(**PLANTED_DEFAULTS)
 BUDGETS = np.array([1e11, 1e12, 1e13])

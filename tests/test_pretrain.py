@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from cortexscale.data.corpus import subset_order, validation_clips
+from cortexscale.errors import InputError
 from cortexscale.grid import GridPoint, training_seed
 from cortexscale.models.gpt import GPT, GPTConfig, flops_per_token
-from cortexscale.train.pretrain import LOG_COLUMNS, ClipStream, lr_at, pretrain
+from cortexscale.stages.pretrain import pretrain
+from cortexscale.train.pretrain import LOG_COLUMNS, ClipStream, lr_at
 
 SUMMARY_KEYS = {
     "grid", "family", "data_size", "hidden", "layers", "heads", "precision", "seed", "budget",
@@ -164,7 +166,7 @@ def test_every_data_size_is_validated_on_the_reserved_clips(corpus, tmp_path):
                  {**cfg, "eval_clips": 6}, tmp_path / "x", seed=0)
     with h5py.File(frames, "a") as f:  # a corpus written before the reserve
         del f["validation"]
-    with pytest.raises(KeyError, match="no dataset 'validation'.*rebuild it"):
+    with pytest.raises(InputError, match="no dataset 'validation'.*rebuild it"):
         pretrain(tokens, frames, GridPoint(32, 8, 1, 1, "fp32"), "corpus", cfg,
                  tmp_path / "y", seed=0)
 
@@ -247,7 +249,7 @@ def test_bad_config_is_rejected(corpus, tmp_path, change, match):
 
 
 def test_missing_keys_take_the_schema_defaults():
-    from cortexscale.train.pretrain import check_cfg
+    from cortexscale.stages.pretrain import check_cfg
 
     cfg = check_cfg({k: v for k, v in CFG.items() if k != "steps"})
     assert cfg["steps"] == 200
@@ -258,7 +260,7 @@ def test_bad_inputs_are_rejected(corpus, tmp_path):
     point = GridPoint(32, 8, 1, 1, "fp32")
     with pytest.raises(ValueError, match="order: expected one of"):
         pretrain(tokens, frames, point, "random", CFG, tmp_path, 0)
-    with pytest.raises(KeyError, match="subsets/corpus/48"):
+    with pytest.raises(InputError, match="subsets/corpus/48"):
         pretrain(tokens, frames, GridPoint(48, 8, 1, 1, "fp32"), "corpus", CFG, tmp_path, 0)
     with h5py.File(tokens, "a") as f:
         f["codes"][0, 0, 0, 0] = VOCAB

@@ -15,7 +15,8 @@ import torch
 
 from cortexscale.config import validate_sections
 from cortexscale.data.corpus import read_subset
-from cortexscale.train.pretrain import _batch, _read_corpus, split_clips
+from cortexscale.stages.pretrain import read_corpus, split_clips
+from cortexscale.train.pretrain import _batch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +38,7 @@ def test_paper_clip_count(bench):
 def test_written_corpus_is_what_pretrain_reads(bench, tmp_path):
     n, n_sources = 3000, 7
     tokens, frames = bench.write_paper_corpus(tmp_path, n_clips=n, n_sources=n_sources)
-    codes, codebook, prev = _read_corpus(tokens, frames)
+    codes, codebook, prev = read_corpus(tokens, frames)
     assert codes.shape == (n, 4, 8, 8) and codes.dtype == np.int16 and codebook == 2048
     # exactly one clip per source (its first) lacks a preceding clip; the others point back
     assert (prev < 0).sum() == n_sources
@@ -52,7 +53,7 @@ def test_written_corpus_is_what_pretrain_reads(bench, tmp_path):
 def test_where_gather_equals_batch(bench, tmp_path):
     """The proposed sync-free condition gather (torch.where) gives _batch's tensors."""
     tokens, frames = bench.write_paper_corpus(tmp_path, n_clips=700, n_sources=5)
-    codes_np, _, prev_np = _read_corpus(tokens, frames)
+    codes_np, _, prev_np = read_corpus(tokens, frames)
     codes, prev = torch.from_numpy(codes_np), torch.from_numpy(prev_np)
     idx = np.array([0, 1, 140, 141, 699, 3])  # 0 and 140 are first clips of their source
     x, c = _batch(codes, prev, idx, True)

@@ -14,26 +14,26 @@ import torch
 from cortexscale.cli import main
 from cortexscale.data.nsd import write_synthetic_nsd
 from cortexscale.data.synthetic import write_synthetic_fmri
-from cortexscale.encoding.pretrained import (
-    collect_pretrained,
-    encode_images,
-    encode_video,
-    ensemble,
-    image_split,
-    scaling_fits,
-)
-from cortexscale.features.pretrained import (
+from cortexscale.encoding.model_sweep import FIT_COLUMNS, image_split, scaling_fits
+from cortexscale.features.hidden_states import (
     dataset_name,
-    extract_pretrained,
     frame_index_per_tr,
+    max_pool_features,
     parse_dataset_name,
 )
-from cortexscale.models.pretrained import (
+from cortexscale.labels import POOLED
+from cortexscale.models.vision import (
     ARCHITECTURES,
     build_tiny,
     layer_maps,
     load_pretrained,
-    max_pool_features,
+)
+from cortexscale.stages.pretrained import (
+    collect_pretrained,
+    encode_images,
+    encode_video,
+    ensemble,
+    extract_pretrained,
 )
 
 ENC = {"alphas": {"min": -1, "max": 3, "n": 5}, "delays": [1, 2], "cv_folds": 2,
@@ -128,36 +128,92 @@ def test_images_features_cache_and_encoding(models, nsd, tmp_path):
     assert [p["n_train"] for p in side["sample_size"]][-1] == 28
 
 
-def test_video_features_encoding_ensemble_and_tables(models, movies, tmp_path):
-    side, npz, feats = {}, [], []
+@pytest.fixture(scope="module")
+def video_sweep(models, movies, tmp_path_factory):
+    """Two models' video features (two frames per TR), their encodings of two ROIs and the
+    ensemble of their early-ROI predictions."""
+    root = tmp_path_factory.mktemp("video")
+    side, npz, feats = {}, [], {}
     for arch in ("convnext", "dinov2"):
-        out = tmp_path / f"{arch}.h5"
-        extract_pretrained(models[arch], arch, out, {**PRE, "frames_per_tr": 2},
+        feats[arch] = root / f"{arch}.h5"
+        extract_pretrained(models[arch], arch, feats[arch], {**PRE, "frames_per_tr": 2},
                            fmri_root=movies)
-        feats.append(out)
-        with h5py.File(out, "r") as f:
-            assert f["movie01"][sorted(f["movie01"])[0]].shape[0] == 30
-        tsv = tmp_path / arch / "sub-01" / "early.tsv"
-        sides = encode_video(out, movies, "sub-01", ["early", "motion"], tsv.parent, ENC, PRE,
-                             arch)
+        out = root / arch / "sub-01"
+        side[arch] = encode_video(feats[arch], movies, "sub-01", ["early", "motion"], out, ENC,
+                                  PRE, arch)
+        npz.append(out / "early.npz")
+    ens = ensemble(npz, root / "ens" / "sub-01" / "early.tsv", "ens", ["convnext", "dinov2"],
+                   "sub-01", "early")
+    return {"root": root, "feats": feats, "side": side, "npz": npz, "ensemble": ens,
+            "jsons": [p.with_suffix(".json") for p in npz] + [root / "ens/sub-01/early.json"]}
+
+
+def test_video_features_have_one_row_per_tr(video_sweep):
+    for path in video_sweep["feats"].values():
+        with h5py.File(path, "r") as f:
+            assert f.attrs["kind"] == "videos" and f.attrs["frames_per_tr"] == 2
+            assert {f[f"movie01/{k}"].shape[0] for k in f["movie01"]} == {30}
+
+
+def test_video_encoding_writes_every_roi(video_sweep):
+    for arch, sides in video_sweep["side"].items():
         assert set(sides) == {"early", "motion"}
-        side[arch] = sides["early"]
-        npz.append(tsv.with_suffix(".npz"))
-        assert side[arch]["mean_r"] is not None
-    ens = ensemble(npz, tmp_path / "ens" / "sub-01" / "early.tsv", "ens",
-                   ["convnext", "dinov2"], "sub-01", "early")
-    assert ens["n_parcels"] == side["convnext"]["n_parcels"]
-    # the members' noise ceiling (repeated test runs) gives the ensemble a normalised score
-    assert side["convnext"]["mean_normalised"] is not None
+        out = video_sweep["root"] / arch / "sub-01"
+        for roi, side in sides.items():
+            assert side["mean_r"] is not None
+            table = pd.read_csv(out / f"{roi}.tsv", sep="\t")
+            assert len(table) == side["n_parcels"] and (table["roi"] == roi).all()
+        # the repeated test runs give a noise ceiling, hence a normalised score
+        assert sides["early"]["mean_normalised"] is not None
+
+
+def test_ensemble_averages_the_members_predictions(video_sweep):
+    ens, npz = video_sweep["ensemble"], video_sweep["npz"]
+    assert ens["members"] == ["convnext", "dinov2"]
+    assert ens["n_parcels"] == video_sweep["side"]["convnext"]["early"]["n_parcels"]
     assert 0.0 <= ens["mean_normalised"] <= 100.0
+    members = [np.load(p)["y_pred"].astype(np.float64) for p in npz]
+    with np.load(video_sweep["root"] / "ens" / "sub-01" / "early.npz") as z:
+        np.testing.assert_allclose(z["y_pred"], np.mean(members, axis=0), rtol=1e-6)
+
+
+def test_collect_pretrained_sums_the_ensemble_parameters(video_sweep):
     models_cfg = [{"name": "convnext", "family": "a"}, {"name": "dinov2", "family": "a"}]
-    jsons = [p.with_suffix(".json") for p in npz] + [tmp_path / "ens/sub-01/early.json"]
-    table, curves = collect_pretrained(jsons, models_cfg, {"convnext": 10, "dinov2": 100})
+    table, curves = collect_pretrained(video_sweep["jsons"], models_cfg,
+                                       {"convnext": 10, "dinov2": 100})
     assert list(table["kind"]) == ["ensemble", "model", "model"]
-    assert table.loc[0, "n_params"] == 110
+    assert list(table["model"]) == ["ens", "convnext", "dinov2"]
+    assert table.loc[0, "n_params"] == 110 and table.loc[0, "members"] == "convnext+dinov2"
+    # three sample sizes per model (PRE's sample_size.n_points), none for the ensemble
+    assert sorted(curves["model"].unique()) == ["convnext", "dinov2"]
+    assert curves.groupby("model").size().tolist() == [3, 3]
+
+
+def test_scaling_fits_along_training_size_and_parameters(video_sweep):
+    models_cfg = [{"name": "convnext", "family": "a"}, {"name": "dinov2", "family": "a"}]
+    table, curves = collect_pretrained(video_sweep["jsons"], models_cfg,
+                                       {"convnext": 10, "dinov2": 100})
     fits = scaling_fits(table, curves)
+    assert list(fits.columns) == list(FIT_COLUMNS)
+    by_axis = {axis: g for axis, g in fits.groupby("axis")}
+    assert set(by_axis) == {"n_train", "n_params"}
+    # n_train: one law per model, for the ROI and pooled over ROIs, on 3 sizes each
+    n_train = by_axis["n_train"]
+    assert sorted(zip(n_train["series"], n_train["roi"], strict=True)) == [
+        ("convnext", POOLED), ("convnext", "early"), ("dinov2", POOLED), ("dinov2", "early")]
+    assert (n_train["n_points"] == 3).all() and n_train["b"].notna().all()
+    # n_params: one family of two models: a row that says too few x values (no law)
+    n_params = by_axis["n_params"]
+    assert n_params["series"].tolist() == ["a", "a"]
+    assert (n_params["n_points"] == 2).all() and n_params["b"].isna().all()
+
+
+def test_plot_pretrained(video_sweep, tmp_path):
     from cortexscale.report.figures import plot_pretrained
 
+    models_cfg = [{"name": "convnext", "family": "a"}, {"name": "dinov2", "family": "a"}]
+    table, curves = collect_pretrained(video_sweep["jsons"], models_cfg,
+                                       {"convnext": 10, "dinov2": 100})
     plot_pretrained(table, curves, tmp_path / "fig" / "pretrained.png")
     assert (tmp_path / "fig" / "pretrained.png").stat().st_size > 1000
     assert (tmp_path / "fig" / "pretrained.svg").is_file()
@@ -166,7 +222,6 @@ def test_video_features_encoding_ensemble_and_tables(models, movies, tmp_path):
     with pytest.raises(ValueError, match=r"bad.png: .*no scored rows"):
         plot_pretrained(table.assign(mean_r=np.nan), curves, tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
-    assert set(fits["axis"]) == {"n_params"} or "n_params" in set(fits["axis"])
 
 
 def test_bad_layer(models, nsd, tmp_path):

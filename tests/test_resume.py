@@ -10,7 +10,9 @@ import torch
 from test_pretrain import CFG, corpus  # noqa: F401 -- the fixture
 
 from cortexscale.grid import GridPoint
-from cortexscale.train.pretrain import CHECKPOINT, _oom_message, pretrain
+from cortexscale.logs import setup as setup_logging
+from cortexscale.stages.pretrain import pretrain
+from cortexscale.train.pretrain import CHECKPOINT, _oom_message
 from cortexscale.train.resume import EXIT_REQUEUE, Interrupted, TrainingError
 
 POINT = GridPoint(64, 16, 2, 2, "fp32")
@@ -60,6 +62,7 @@ def test_fp16_counts_skipped_steps_and_resumes_with_the_scaler(
         return torch.amp.GradScaler("cpu", init_scale=2.0**24, enabled=precision == "fp16")
 
     monkeypatch.setattr(module, "grad_scaler", large_scale)
+    setup_logging("pretrain")  # the skipped steps are logged, as the CLI sets logging up
     tokens, frames = corpus
     point = GridPoint(64, 16, 2, 2, "fp16")
     ref = pretrain(tokens, frames, point, "corpus", RCFG, tmp_path / "ref", seed=2)

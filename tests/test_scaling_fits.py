@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cortexscale.config import POOLED
+from cortexscale.labels import POOLED
 from cortexscale.scaling.bootstrap import cube, draw_means
 from cortexscale.scaling.fits import (
     bootstrap_fit,

@@ -1,4 +1,4 @@
-"""End-to-end tests of the tokenizer stage (cortexscale.train.tokenizer)."""
+"""End-to-end tests of the tokenizer stage (cortexscale.stages.tokenizer)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from cortexscale.logs import setup as setup_logging
 from cortexscale.models.vqvae import VQVAE
-from cortexscale.train.tokenizer import train_tokenizer
+from cortexscale.stages.tokenizer import train_tokenizer
 
 torch.set_num_threads(1)
 
@@ -51,6 +52,7 @@ def run(tmp_path, frames_path, cfg=CFG, seed=0, sub="out", **kw):
 
 def test_end_to_end(tmp_path, frames, capsys):
     path, clips = frames
+    setup_logging("tokenizer")  # progress is logged, as the CLI sets logging up
     out, summary = run(tmp_path, path)
     with h5py.File(out / "tokens.h5") as f:
         codes = f["codes"][:]
@@ -63,7 +65,7 @@ def test_end_to_end(tmp_path, frames, capsys):
     for key in ("recon_mse", "perplexity", "used_codes", "wall_time_s", "n_params"):
         assert key in on_disk and key in summary
     assert on_disk["used_codes"] == len(np.unique(codes))
-    assert "tokenizer step 6/6" in capsys.readouterr().err
+    assert "tokenizer: step 6/6" in capsys.readouterr().err
     # the checkpoint reloads (weights_only) and gives the same codes
     ckpt = torch.load(out / "vqvae.pt", weights_only=True)
     assert ckpt["model_args"]["codebook_size"] == 32 and ckpt["step"] == 6

@@ -531,8 +531,3 @@ def _validate_with(schema: dict[str, Any], cfg: dict[str, Any], source: str) -> 
     _fill_defaults(out, schema)
     return out
 
-
-def device_for(cfg: dict[str, Any]) -> str:
-    """Torch device string for training jobs: 'cuda' when the config asks for GPUs."""
-    return "cuda" if cfg.get("resources", {}).get("gpu", 0) > 0 else "cpu"
-

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cortexscale.errors import InputError
+
 __all__ = ["estimate"]
 
 
@@ -26,17 +28,17 @@ def estimate(cfg: dict[str, Any], device: str = "H100 SXM", mfu: float = 0.35,
 
     from cortexscale.grid import expand, steps_for
     from cortexscale.models.gpt import GPT, GPTConfig, count_params, flops_per_token
+    from cortexscale.policy import gpus_by_size
     from cortexscale.train.metrics import PEAK_TFLOPS
 
     if device not in PEAK_TFLOPS:
-        raise ValueError(f"device: expected one of {sorted(PEAK_TFLOPS)}, found {device!r}")
+        raise InputError(f"device: expected one of {sorted(PEAK_TFLOPS)}, found {device!r}")
     if not 0 < mfu <= 1:
-        raise ValueError(f"mfu: expected a fraction in (0, 1], found {mfu!r}")
+        raise InputError(f"mfu: expected a fraction in (0, 1], found {mfu!r}")
     corpus, tok, pre = cfg["corpus"], cfg["tokenizer"], cfg["pretrain"]
     ds = tok["downsample"]
     shape = (corpus["clip_len"] // ds[0], corpus["height"] // ds[1], corpus["width"] // ds[2])
     res = cfg.get("resources", {})
-    rules = sorted(res.get("gpus_per_model", []), key=lambda r: r["min_params"])
     rows, per_model = [], {}
     for p in expand(cfg["grid"]):
         if p.model_key not in per_model:  # one meta-device model per architecture
@@ -50,11 +52,10 @@ def estimate(cfg: dict[str, Any], device: str = "H100 SXM", mfu: float = 0.35,
         steps = steps_for(p, fpt, context, n_tok, pre["batch_size"], pre["steps"])
         tokens = steps * pre["batch_size"] * n_tok  # predicted tokens, as tokens_seen
         flops = steps * pre["batch_size"] * context * fpt
+        # GPUs by model size as the workflow allocates them, counted on a GPU machine
         gpus = max(1, res.get("gpu", 0))
         if gpus_per_model:
-            for r in rules:
-                if 12 * p.layers * p.hidden**2 >= r["min_params"]:
-                    gpus = r["gpus"]
+            gpus = gpus_by_size(p, res.get("gpus_per_model", []), gpus)
         precision = "tf32" if p.precision == "fp32" else p.precision
         gpu_hours = flops / (mfu * PEAK_TFLOPS[device][precision] * 1e12) / 3600
         rows.append({"grid": p.name, "n_params": n, "steps": steps, "tokens": tokens,

@@ -26,4 +26,4 @@ rule aggregate:
         runtime=runtime(0.5),
     shell:
         "cortexscale aggregate --encoding {input.encoding} --summaries {input.summaries}"
-        " --out {output.table} --figures {output.figures} 2> {log}"
+        " --logs {input.logs} --out {output.table} --figures {output.figures} 2> {log}"

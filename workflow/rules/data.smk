@@ -15,17 +15,9 @@ rule corpus:
     params:
         # only what the corpus depends on (not all of grid and pretrain: a new seed, budget
         # or learning rate must not rebuild the corpus and everything after it)
-        cfg=shlex.quote(
-            json.dumps(
-                {
-                    "corpus": config["corpus"],
-                    "seed": config.get("seed", 0),
-                    "pretrain": {"eval_clips": config["pretrain"]["eval_clips"]},
-                },
-                sort_keys=True,
-            )
-        ),
-        sizes=shell_words(*CORPUS_SIZES),
+        cfg=PLAN.corpus_sections,
+        # the nested subsets: the grid's data sizes (none: an isoflop grid uses the pool)
+        sizes=shell_words(*PLAN.corpus_sizes),
     shell:
         "cortexscale corpus --sections {params.cfg} --data-sizes {params.sizes} --out {output}"
         " 2> {log}"
@@ -89,7 +81,7 @@ rule fmri_check:
     # a broken dataset stops the study before any model is trained. A user's own
     # (prepared) dataset is a parameter, not an input: its folder lies outside results/.
     input:
-        runs=FMRI_RUNS if FMRI_IN_RESULTS else [],
+        runs=PLAN.fmri_check_inputs,
     output:
         FMRI_MARKER,
     log:
@@ -102,7 +94,7 @@ rule fmri_check:
         runtime=runtime(0.5),
     params:
         cfg=sections("subjects", "rois"),
-        fmri_root=parent("runs") if FMRI_IN_RESULTS else FMRI_ROOT_ARG,
+        fmri_root=PLAN.fmri_check_root,
     shell:
         "cortexscale fmri-check --sections {params.cfg} --fmri-root {params.fmri_root}"
         " --out {output} 2> {log}"

@@ -5,6 +5,7 @@
 rule encode:
     input:
         features=f"{RESULTS}/features/{{grid}}.h5",
+        # order only: the dataset's check passes before any fit (the dataset is --fmri-root)
         fmri=FMRI_MARKER,
     output:
         tables=expand(f"{RESULTS}/encoding/{{{{grid}}}}/{{{{subject}}}}/{{roi}}.tsv", roi=ROIS),

@@ -6,6 +6,7 @@ rule features:
         vqvae=VQVAE,
         model=f"{RESULTS}/pretrain/{{grid}}/model.pt",
         frames=CORPUS,
+        # order only: the dataset's check passes before any extraction
         fmri=FMRI_MARKER,
     output:
         f"{RESULTS}/features/{{grid}}.h5",

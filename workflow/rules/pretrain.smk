@@ -17,21 +17,25 @@ rule pretrain:
     priority: 10
     conda:
         "../envs/cortexscale.yaml"
-    threads: lambda wildcards: THREADS * max(1, gpus_for(wildcards.grid))
+    # resources.threads per GPU (policy.Plan.pretrain_threads)
+    threads: lambda wildcards: PLAN.pretrain_threads(wildcards.grid)
     resources:
         mem_mb=mem_mb(2),
         runtime=runtime(),
         # GPUs by model size (resources.gpus_per_model); several run torchrun in the job
-        gpu=lambda wildcards: gpus_for(wildcards.grid),
+        gpu=lambda wildcards: PLAN.gpus_for(wildcards.grid),
         cpus_per_gpu=THREADS,
     params:
         cfg=sections("pretrain", "corpus", "seed"),
         out_dir=parent("model"),
         device=DEVICE,
-        launcher=pretrain_launcher,
-        single_epoch="--single-epoch" if config["grid"].get("single_epoch") else "",
+        # cortexscale for one process, torchrun with one process per GPU for several
+        launcher=lambda wildcards, resources: launcher(resources.gpu),
+        single_epoch=PLAN.single_epoch_flag,
         # threads of each training process (the job's threads are per GPU x GPUs)
-        proc_threads=lambda wildcards, threads, resources: max(1, threads // max(1, resources.gpu)),
+        proc_threads=lambda wildcards, threads, resources: threads_per_process(
+            threads, resources.gpu
+        ),
     shell:
         # exec: the training process replaces the job's shell, so a SIGTERM sent to every
         # process of the Slurm job cannot kill the shell (and fail the job) first

@@ -33,14 +33,16 @@ if PRE_MODELS:
 
     rule pretrained_features:
         input:
-            model=lambda w: (pre_model_dir(w.model) if PRE_MODELS[w.model].get("build") else []),
-            fmri=[] if IMAGE_FMRI else FMRI_MARKER,
+            # the model's folder when the workflow builds it (a path or hub id is a param)
+            model=lambda w: PLAN.pre_model_inputs(w.model),
+            # order only: a video dataset's check passes first (an image dataset has none)
+            fmri=PLAN.pre_fmri_inputs,
         output:
             f"{PRE_ROOT}/features/{{model}}.h5",
         log:
             f"{LOGS}/pretrained/features_{{model}}.log",
         wildcard_constraints:
-            model="|".join(re.escape(n) for n in PRE_MODELS),
+            model=one_of(PRE_MODELS),
         conda:
             "../envs/cortexscale.yaml"
         threads: THREADS
@@ -50,8 +52,8 @@ if PRE_MODELS:
             gpu=GPUS,
         params:
             cfg=sections("pretrained_models", "subjects"),
-            source=lambda w: shlex.quote(pre_source(w)),
-            stimuli=pre_stimuli_arg(),
+            source=lambda w: PLAN.pre_source_arg(w.model),
+            stimuli=PLAN.pre_stimuli_arg,
             device=DEVICE,
         shell:
             "cortexscale pretrained-features --sections {params.cfg} --name {wildcards.model}"
@@ -73,7 +75,7 @@ if PRE_MODELS:
         log:
             f"{LOGS}/pretrained/encoding/{{model}}/{{subject}}.log",
         wildcard_constraints:
-            model="|".join(re.escape(n) for n in PRE_MODELS),
+            model=one_of(PRE_MODELS),
         conda:
             "../envs/cortexscale.yaml"
         threads: THREADS
@@ -82,15 +84,10 @@ if PRE_MODELS:
             runtime=runtime(0.5),
         params:
             cfg=sections("encoding", "pretrained_models", "seed"),
-            stimuli=pre_stimuli_arg(),
+            stimuli=PLAN.pre_stimuli_arg,
             rois=shell_words(*ROIS),
             out_dir=parent(0),
-            submission=lambda w: (
-                "--submission-dir "
-                + shlex.quote(os.path.dirname(pre_submission_files(w.model, w.subject)[0]))
-                if PRE_SUBMISSION
-                else ""
-            ),
+            submission=lambda w: PLAN.pre_submission_arg(w.model, w.subject),
         shell:
             "cortexscale pretrained-encode --sections {params.cfg} --name {wildcards.model}"
             " --features {input.features} --subject {wildcards.subject}"
@@ -100,12 +97,7 @@ if PRE_MODELS:
     rule pretrained_ensemble:
         # one job per ensemble (every subject x ROI): averaging predictions is cheap
         input:
-            lambda w: expand(
-                f"{PRE_ROOT}/encoding/{{model}}/{{subject}}/{{roi}}.npz",
-                model=PRE_ENSEMBLES[w.ensemble],
-                subject=SUBJECTS,
-                roi=ROIS,
-            ),
+            npz=lambda w: pre_ensemble_inputs(w.ensemble),
         output:
             expand(
                 f"{PRE_ROOT}/ensembles/{{{{ensemble}}}}/{{subject}}/{{roi}}.{{ext}}",
@@ -116,7 +108,7 @@ if PRE_MODELS:
         log:
             f"{LOGS}/pretrained/ensemble_{{ensemble}}.log",
         wildcard_constraints:
-            ensemble="|".join(re.escape(n) for n in PRE_ENSEMBLES) or "(?!x)x",
+            ensemble=one_of(PRE_ENSEMBLES),
         conda:
             "../envs/cortexscale.yaml"
         threads: 1
@@ -127,9 +119,8 @@ if PRE_MODELS:
             members=lambda w: shell_words(*PRE_ENSEMBLES[w.ensemble]),
             subjects=shell_words(*SUBJECTS),
             rois=shell_words(*ROIS),
-            encoding_root=lambda w, input: shlex.quote(
-                os.path.dirname(os.path.dirname(os.path.dirname(input[0])))
-            ),
+            # the folder of every model's predictions (MODEL/SUBJECT/ROI.npz under it)
+            encoding_root=parent("npz", levels=3),
             out_dir=parent(0, levels=2),
         shell:
             "cortexscale pretrained-ensemble --name {wildcards.ensemble}"
@@ -140,8 +131,6 @@ if PRE_MODELS:
         input:
             encoding=pre_encoding_outputs("json"),
             features=expand(f"{PRE_ROOT}/features/{{model}}.h5", model=list(PRE_MODELS)),
-            # the challenge submissions (image datasets with test images): made by encode
-            submission=[f for m in PRE_MODELS for s in SUBJECTS for f in pre_submission_files(m, s)],
         output:
             table=data_in_report(PRETRAINED_TABLES[0]),
             sample_size=data_in_report(PRETRAINED_TABLES[1]),

@@ -9,6 +9,7 @@ ruleorder: reference_features > features
 
 rule reference_features:
     input:
+        # order only: the dataset's check passes first
         fmri=FMRI_MARKER,
         runs=FMRI_RUNS,
     output:

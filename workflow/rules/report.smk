@@ -4,6 +4,8 @@
 # the summary are shown as the HTML pages their stages write beside them
 # (cortexscale.report.html); the TSVs themselves are downloads under "Data files".
 
+import os
+
 # file name -> (category, subcategory, title, caption file stem)
 REPORT_ITEMS = {
     "summary.html": ("Summary", "Findings", "Findings of the study", "summary"),

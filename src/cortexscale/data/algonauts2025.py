@@ -39,7 +39,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 import tempfile
 from collections import Counter
 from importlib import resources
@@ -54,11 +53,15 @@ from cortexscale.data.checks import check_run_durations, movie_durations
 from cortexscale.data.fmri import FmriDataset, open_h5
 from cortexscale.data.fmri import roi_names as _roi_names
 from cortexscale.data.layout import write_dataset
+from cortexscale.errors import ConfigError, InputError, MissingInputError
+from cortexscale.logs import get_logger
 
 __all__ = [
     "ATLAS_NAME", "KEY_PATTERN", "N_PARCELS", "import_algonauts2025", "parse_key", "roi_names",
     "schaefer_parcels", "write_synthetic_algonauts2025",
 ]
+
+log = get_logger(__name__)
 
 #: ``ses-001_task-s01e02a`` or ``ses-005_task-figures01_run-1``
 KEY_PATTERN = re.compile(r"^ses-(\d+)_task-([A-Za-z0-9]+?)(?:_run-(\d+))?$")
@@ -93,15 +96,15 @@ def schaefer_parcels() -> pd.DataFrame:
     for row in table.itertuples(index=False):
         if (row.network not in NETWORKS or row.hemisphere not in HEMISPHERES
                 or not 1 <= row.first_label <= row.last_label <= N_PARCELS):
-            raise ValueError(f"{path}: row {tuple(row)} is not (first_label, last_label, "
+            raise InputError(f"{path}: row {tuple(row)} is not (first_label, last_label, "
                              f"hemisphere in {HEMISPHERES}, network in {NETWORKS})")
         span = slice(row.first_label - 1, row.last_label)
         if (net[span] != "").any():
-            raise ValueError(f"{path}: labels {row.first_label}-{row.last_label} overlap "
+            raise InputError(f"{path}: labels {row.first_label}-{row.last_label} overlap "
                              "another row")
         hemi[span], net[span] = row.hemisphere, row.network
     if (net == "").any():
-        raise ValueError(f"{path}: labels {(np.flatnonzero(net == '') + 1)[:10].tolist()} "
+        raise InputError(f"{path}: labels {(np.flatnonzero(net == '') + 1)[:10].tolist()} "
                          f"have no network; expected every label 1..{N_PARCELS} once")
     labels = np.arange(1, N_PARCELS + 1)
     return pd.DataFrame({
@@ -145,7 +148,7 @@ def roi_names(root: str | os.PathLike) -> list[str]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"Algonauts 2025 folder {root} does not exist (fmri.root)")
+        raise MissingInputError(f"Algonauts 2025 folder {root} does not exist (fmri.root)")
     if (root / "parcels.tsv").is_file():
         return _roi_names(pd.read_csv(root / "parcels.tsv", sep="\t")["roi"].astype(str))
     n = _peek_n_parcels(root)
@@ -158,7 +161,7 @@ def parse_key(key: str, path: Path) -> tuple[int, str, int | None]:
     """Session, task (stimulus) and optional run number of a dataset key."""
     m = KEY_PATTERN.match(key)
     if m is None:
-        raise ValueError(f"{path}: key {key!r} does not look like ses-NNN_task-NAME[_run-N]")
+        raise InputError(f"{path}: key {key!r} does not look like ses-NNN_task-NAME[_run-N]")
     return int(m.group(1)), m.group(2), (int(m.group(3)) if m.group(3) else None)
 
 
@@ -170,7 +173,7 @@ def _subject_files(root: Path, subject: str) -> list[Path]:
     if not files:
         files = sorted(p for p in root.rglob(f"{subject}*.h5") if "truth" not in p.parts)
     if not files:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"no HDF5 file for {subject} under {root / 'fmri' / subject} (nor {root}/**/"
             f"{subject}*.h5); expected the Algonauts 2025 layout fmri/{subject}/func/*_bold.h5"
         )
@@ -187,7 +190,7 @@ def _movie_index(root: Path) -> dict[str, list[Path]]:
     movies = sorted(stimuli.rglob("*.mkv")) if stimuli.is_dir() else []
     movies = [p for p in movies if not p.is_relative_to(root / OOD)]
     if not movies:
-        raise FileNotFoundError(f"no .mkv movie under {stimuli} (outside {OOD}); expected "
+        raise MissingInputError(f"no .mkv movie under {stimuli} (outside {OOD}); expected "
                                 "stimuli/movies/**/NAME.mkv")
     index: dict[str, list[Path]] = {}
     for p in movies:
@@ -199,7 +202,7 @@ def _find_movie(task: str, movies: dict[str, list[Path]], where: str) -> Path:
     hits = movies.get(task) or [p for stem, ps in movies.items() if stem.endswith(f"_{task}")
                                 for p in ps]
     if len(hits) != 1:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{where}: expected one movie named {task}.mkv or *_{task}.mkv under stimuli/, "
             f"found {len(hits)}: {[str(h) for h in hits]}"
         )
@@ -215,7 +218,7 @@ def _parcel_table(root: Path, n_parcels: int) -> pd.DataFrame:
                              "label": [f"parcel{i:04d}" for i in range(n_parcels)]})
     df = pd.read_csv(path, sep="\t")
     if len(df) != n_parcels or list(df.columns[:3]) != ["parcel", "roi", "label"]:
-        raise ValueError(
+        raise InputError(
             f"{path}: expected columns parcel, roi, label and {n_parcels} rows (the response "
             f"columns), found columns {list(df.columns)} and {len(df)} rows"
         )
@@ -241,7 +244,7 @@ def _subject_atlas(root: Path, subject: str, n_parcels: int) -> Path:
     if not path.is_file():
         hits = sorted(folder.glob(f"{subject}_*desc-dseg_parcellation.nii.gz"))
         if len(hits) != 1:
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"{subject}: expected the release's atlas {path} (it ships in every subject's "
                 f"atlas/ folder: datalad get fmri/{subject}/atlas), found "
                 f"{[str(h) for h in hits] or 'no *_desc-dseg_parcellation.nii.gz there'}"
@@ -251,14 +254,14 @@ def _subject_atlas(root: Path, subject: str, n_parcels: int) -> Path:
         image = nib.load(path)
         labels = np.asarray(image.dataobj)
     except Exception as e:  # nibabel raises several types for damaged files
-        raise ValueError(f"{path}: cannot be read as NIfTI ({type(e).__name__}: {e}); "
+        raise InputError(f"{path}: cannot be read as NIfTI ({type(e).__name__}: {e}); "
                          "expected the subject's labels atlas") from e
     if labels.ndim != 3 or not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-        raise ValueError(f"{path}: expected a 3-D image of integer labels, found "
+        raise InputError(f"{path}: expected a 3-D image of integer labels, found "
                          f"{labels.dtype} {labels.shape}")
     lo, hi = int(labels.min()), int(labels.max())
     if lo < 0 or hi > n_parcels or hi == 0:
-        raise ValueError(f"{path}: labels run {lo}..{hi}; expected 0 (outside the brain) and "
+        raise InputError(f"{path}: labels run {lo}..{hi}; expected 0 (outside the brain) and "
                          f"1..{n_parcels}, label j + 1 for response column j")
     return path
 
@@ -310,7 +313,7 @@ def _check_parcel_counts(rows: list[tuple], root: Path) -> int | None:
                  + (" (transposed? its first axis has the parcel count)" if r[3] == n else "")
                  for r in odd]
         sep = "\n  " if len(lines) > 1 else " "
-        raise ValueError(f"{len(odd)} run(s) have another parcel count than {basis} "
+        raise InputError(f"{len(odd)} run(s) have another parcel count than {basis} "
                          f"({n}):{sep}" + sep.join(lines))
     return n
 
@@ -353,7 +356,7 @@ def import_algonauts2025(
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"Algonauts 2025 folder {root} does not exist (fmri.root)")
+        raise MissingInputError(f"Algonauts 2025 folder {root} does not exist (fmri.root)")
     movies = _movie_index(root)
     rows, sources, stim_paths = [], {}, {}
     for subject in subjects:
@@ -363,10 +366,10 @@ def import_algonauts2025(
                     _, task, _ = parse_key(key, path)
                     shape = f[key].shape
                     if len(shape) != 2 or not np.issubdtype(f[key].dtype, np.floating):
-                        raise ValueError(f"{path}[{key!r}]: expected float (n_TR, n_parcels), "
+                        raise InputError(f"{path}[{key!r}]: expected float (n_TR, n_parcels), "
                                          f"found {f[key].dtype} {shape}")
                     if (subject, key) in sources:
-                        raise ValueError(f"{path}: key {key!r} of {subject} also in "
+                        raise InputError(f"{path}: key {key!r} of {subject} also in "
                                          f"{sources[(subject, key)][0]}")
                     sources[(subject, key)] = (path, key)
                     stim_paths[task] = _find_movie(task, movies, f"{path}[{key!r}]")
@@ -375,17 +378,17 @@ def import_algonauts2025(
     rows = [r[:5] for r in rows]
     runs = pd.DataFrame(rows, columns=["subject", "run", "stimulus", "n_tr", "source"])
     if runs.empty:
-        raise ValueError(f"{root}: no runs found for subjects {subjects}")
+        raise InputError(f"{root}: no runs found for subjects {subjects}")
     test = set(test_stimuli or [])
     if not test:
         counts = runs.groupby(["subject", "stimulus"]).size()
         test = {s for (_, s), n in counts.items() if n > 1}
     unknown = sorted(test - set(runs["stimulus"]))
     if unknown:
-        raise ValueError(f"fmri.test_stimuli {unknown} are not tasks of {root}; "
+        raise ConfigError(f"fmri.test_stimuli {unknown} are not tasks of {root}; "
                          f"found {sorted(set(runs['stimulus']))}")
     if not test:
-        raise ValueError(f"{root}: no stimulus is shown twice; name the held-out stimuli "
+        raise InputError(f"{root}: no stimulus is shown twice; name the held-out stimuli "
                          "in fmri.test_stimuli")
     runs["split"] = np.where(runs["stimulus"].isin(test), "test", "train")
     notes = check_run_durations(runs, tr, movie_durations(stim_paths), str(root))
@@ -394,9 +397,8 @@ def import_algonauts2025(
                for subject in subjects}
     missing = _missing_runs(runs)
     for subject, tasks in missing.items():
-        print(f"fmri-import: {subject} has no run of {len(tasks)} stimulus(es) other study "
-              f"subjects have: {tasks[:20]} (listed in import.json, missing_runs)",
-              file=sys.stderr, flush=True)
+        log.warning(f"{subject} has no run of {len(tasks)} stimulus(es) other study "
+                    f"subjects have: {tasks[:20]} (listed in import.json, missing_runs)")
     ignored = _ignored(root, movies, set(stim_paths.values()), subjects)
 
     def arrays():

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
 
+from cortexscale.errors import ConfigError
 from cortexscale.io.atomic import atomic_path
 
 
@@ -53,7 +54,7 @@ def synthetic_atlas(parcels: pd.DataFrame, resolution: int = 4, seed: int = 0) -
         vox = order[bounds[i]:bounds[i + 1]]
         ids = parcels.loc[parcels["roi"] == roi, "parcel"].to_numpy()
         if ids.size > vox.size:
-            raise ValueError(
+            raise ConfigError(
                 f"ROI {roi!r} has {ids.size} parcels but its slab only {vox.size} voxels at "
                 f"{resolution} mm; use a finer resolution or fewer parcels"
             )

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import numpy as np
 
 from cortexscale.data.fmri import FmriDataset
+from cortexscale.errors import InputError
 from cortexscale.io.provenance import provenance
 from cortexscale.io.video import video_info
+from cortexscale.logs import Progress, get_logger
+
+log = get_logger(__name__)
 
 
 def check_dataset(
@@ -38,13 +41,13 @@ def check_dataset(
 
     Raises
     ------
-    KeyError, ValueError, FileNotFoundError
+    InputError, MissingInputError
         On the first problem found, naming the file and what was expected.
     """
     ds = FmriDataset(root)
     missing = [s for s in subjects if s not in ds.subjects]
     if missing:
-        raise KeyError(
+        raise InputError(
             f"subject(s) {missing} of the config are not in {ds.root / 'runs.tsv'}; "
             f"available: {ds.subjects}"
         )
@@ -55,13 +58,14 @@ def check_dataset(
     study_runs["source"] = [f"{ds.root / (s + '.h5')}[{r!r}]"
                             for s, r in zip(study_runs["subject"], study_runs["run"], strict=True)]
     for note in check_run_durations(study_runs, ds.tr, durations, str(ds.root / "runs.tsv")):
-        print(f"fmri-check: {note} (trimmed)", file=sys.stderr)
+        log.warning(f"{note} (trimmed)")
     report: dict[str, Any] = {"root": str(ds.root), "tr": ds.tr, "n_parcels": ds.n_parcels}
     per_subject = {}
-    for subject in subjects:
+    progress = Progress(log, len(subjects), "subject")
+    for k, subject in enumerate(subjects):
         train, test = ds.train_runs(subject), ds.test_runs(subject)
         if len(train) < 2 or not test:
-            raise ValueError(
+            raise InputError(
                 f"{ds.root / 'runs.tsv'}: {subject} has {len(train)} train and {len(test)} "
                 "test runs; expected at least 2 train runs (for cross-validation) and 1 test run"
             )
@@ -77,11 +81,8 @@ def check_dataset(
             "n_tr": n_tr,
             "constant_parcels": int(constant.sum()),
         }
-        print(
-            f"fmri-check: {subject}: {len(train)} train + {len(test)} test runs, {n_tr} TRs, "
-            f"{int(constant.sum())} constant parcel(s)",
-            file=sys.stderr,
-        )
+        progress.update(k + 1, f"{subject}: {len(train)} train + {len(test)} test runs, "
+                               f"{n_tr} TRs, {int(constant.sum())} constant parcel(s)")
     report["subjects"] = per_subject
     report["provenance"] = provenance()
     return report
@@ -132,7 +133,7 @@ def check_run_durations(
     for row in runs.itertuples(index=False):
         stim = str(row.stimulus)
         if stim not in durations:
-            raise KeyError(f"{where}: no stimulus movie for {stim!r} (run {row.run!r})")
+            raise InputError(f"{where}: no stimulus movie for {stim!r} (run {row.run!r})")
         scan = int(row.n_tr) * float(tr)
         diff = durations[stim] - scan
         src = getattr(row, "source", f"{row.subject} run {row.run!r}")
@@ -145,7 +146,7 @@ def check_run_durations(
         elif abs(diff) > 0.5 * tr:
             notes.append(msg)
     if problems:
-        raise ValueError(
+        raise InputError(
             f"{where}: {len(problems)} run(s) differ from their stimulus by more than "
             f"{tolerance_trs:g} TR (expected |stimulus duration - n_TR x TR| <= "
             f"{tolerance_trs:g} TR):\n  " + "\n  ".join(problems)

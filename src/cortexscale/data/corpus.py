@@ -17,7 +17,6 @@ its clips and no subset ever holds a validation clip.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,11 @@ from typing import Any
 import h5py
 import numpy as np
 
+from cortexscale.errors import ConfigError, InputError, MissingInputError
 from cortexscale.io.atomic import atomic_path, prepare_outputs
 from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.provenance import provenance
+from cortexscale.logs import Progress, get_logger
 
 __all__ = [
     "FRAMES_EXPECTED",
@@ -47,9 +48,7 @@ FRAMES_EXPECTED = "the corpus frames.h5 (cortexscale corpus)"
 
 ORDERS = ("corpus", "stratified")
 
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+log = get_logger(__name__)
 
 
 def n_clips_for(data_size: int, clip_len: int, time_stride: int) -> int:
@@ -60,10 +59,10 @@ def n_clips_for(data_size: int, clip_len: int, time_stride: int) -> int:
     """
     if int(clip_len) < 1 or int(time_stride) < 1:
         raise ValueError(
-            f"clip_len and time_stride must be >= 1, got {clip_len} and {time_stride}"
+            f"clip_len and time_stride: expected >= 1, found {clip_len} and {time_stride}"
         )
     if int(data_size) < 0:
-        raise ValueError(f"data size must be >= 0, got {data_size}")
+        raise ValueError(f"data size: expected >= 0, found {data_size}")
     return int(data_size) // (int(clip_len) * int(time_stride))
 
 
@@ -90,12 +89,12 @@ def subset_order(source_ids: np.ndarray, order: str, seed: int = 0) -> np.ndarra
     del seed
     source_ids = np.asarray(source_ids)
     if source_ids.ndim != 1:
-        raise ValueError(f"source_ids must be 1-D, got shape {source_ids.shape}")
+        raise ValueError(f"source_ids: expected a 1-D array, found shape {source_ids.shape}")
     n = len(source_ids)
     if order == "corpus":
         return np.arange(n, dtype=np.int64)
     if order != "stratified":
-        raise ValueError(f"order must be one of {list(ORDERS)}, got {order!r}")
+        raise ValueError(f"order: expected one of {list(ORDERS)}, found {order!r}")
     # rank of each clip within its source (clips of a source keep their relative order)
     by_source = np.argsort(source_ids, kind="stable")
     sorted_ids = source_ids[by_source]
@@ -129,9 +128,9 @@ def validation_clips(source_ids: np.ndarray, n: int) -> np.ndarray:
     """
     source_ids = np.asarray(source_ids)
     if source_ids.ndim != 1:
-        raise ValueError(f"source_ids must be 1-D, got shape {source_ids.shape}")
+        raise ValueError(f"source_ids: expected a 1-D array, found shape {source_ids.shape}")
     if not 0 <= int(n) < len(source_ids):
-        raise ValueError(
+        raise ConfigError(
             f"validation clips (pretrain.eval_clips): expected 0 <= n < {len(source_ids)} "
             f"(the corpus's clips, leaving at least one for training), found {n}"
         )
@@ -178,12 +177,12 @@ def cut_clips(frames: np.ndarray, clip_len: int, time_stride: int) -> tuple[np.n
 def _check_source(name: str, frames: np.ndarray, shape: tuple[int, ...] | None) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(
-            f"source {name!r}: frames must be uint8 (n_frames, height, width, 3), "
-            f"got {frames.dtype} {frames.shape}"
+        raise InputError(
+            f"source {name!r}: expected uint8 frames (n_frames, height, width, 3), "
+            f"found {frames.dtype} {frames.shape}"
         )
     if shape is not None and frames.shape[1:] != shape:
-        raise ValueError(
+        raise InputError(
             f"source {name!r}: frames have size {frames.shape[1:3]}, expected {shape[:2]} "
             "like the first source"
         )
@@ -194,9 +193,9 @@ def _check_sizes(data_sizes: Sequence[int], n_clips: int, clip_len: int, time_st
                  where: str, eval_clips: int = 0) -> list[int]:
     sizes = sorted({int(s) for s in data_sizes})
     if any(s < 1 for s in sizes):
-        raise ValueError(f"data_sizes must be positive integers, got {list(data_sizes)}")
+        raise ConfigError(f"data_sizes: expected positive integers, found {list(data_sizes)}")
     if not 0 <= eval_clips < n_clips:
-        raise ValueError(
+        raise ConfigError(
             f"{where}: pretrain.eval_clips = {eval_clips} validation clips leave no training "
             f"clip in a corpus of {n_clips} clips; expected fewer than {n_clips}"
         )
@@ -204,19 +203,19 @@ def _check_sizes(data_sizes: Sequence[int], n_clips: int, clip_len: int, time_st
     for size in sizes:
         need = n_clips_for(size, clip_len, time_stride)
         if need > n_clips:
-            raise ValueError(
+            raise ConfigError(
                 f"{where}: data size {size} needs {need} clips of {clip_len} x stride "
                 f"{time_stride} frames but the corpus has only {n_clips} clips"
             )
         if need > pool:
-            raise ValueError(
+            raise ConfigError(
                 f"{where}: data size {size} needs {need} clips of {clip_len} x stride "
                 f"{time_stride} frames but the training pool holds {pool}: the corpus's "
                 f"{n_clips} clips less the {eval_clips} validation clips "
                 "(pretrain.eval_clips) reserved before the subsets are drawn"
             )
         if need == 0:
-            raise ValueError(
+            raise ConfigError(
                 f"{where}: data size {size} is smaller than one clip "
                 f"({clip_len * time_stride} source frames)"
             )
@@ -264,7 +263,7 @@ def write_corpus(
 
     Raises
     ------
-    ValueError
+    ConfigError
         If a data size needs more clips than the training pool holds (the message names the
         size, the pool and the validation clips).
     """
@@ -326,7 +325,7 @@ def _write_clips(
         names.append(str(name))
         sources.extend([k] * len(clips))
         starts.extend(start.tolist())
-        _log(f"corpus: {name}: {len(clips)} clips written")
+        log.info(f"{name}: {len(clips)} clips written")
     if dset is None or shape is None:
         raise ValueError("clips_by_source is empty; the corpus needs at least one source")
     return names, sources, starts, (int(shape[0]), int(shape[1]))
@@ -350,24 +349,24 @@ def read_subset(path: str | os.PathLike, data_size: int, order: str) -> np.ndarr
     """
     path = Path(path)
     if order not in ORDERS:
-        raise ValueError(f"order must be one of {list(ORDERS)}, got {order!r}")
+        raise ValueError(f"order: expected one of {list(ORDERS)}, found {order!r}")
     if not path.is_file():
-        raise FileNotFoundError(f"corpus file {path} does not exist (run `cortexscale corpus`)")
+        raise MissingInputError(f"corpus file {path} does not exist (run `cortexscale corpus`)")
     key = f"subsets/{order}/{int(data_size)}" if int(data_size) else f"pool/{order}"
     with open_h5(path, FRAMES_EXPECTED) as f:
         if key not in f:
             if not int(data_size):
-                raise KeyError(f"{path} has no key {key!r} (the training pool): it was written "
+                raise InputError(f"{path} has no key {key!r} (the training pool): it was written "
                                "by an older cortexscale; rebuild it with `cortexscale corpus`")
             have = sorted(int(k) for k in f.get(f"subsets/{order}", {}))
-            raise KeyError(f"{path} has no key {key!r}; data sizes stored: {have}")
+            raise InputError(f"{path} has no key {key!r}; data sizes stored: {have}")
         index = f[key][()]
         n_total = f["clips"].shape[0] if "clips" in f else None
     if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
-        raise ValueError(f"{path}[{key!r}] must be a 1-D integer array, got {index.dtype} "
+        raise InputError(f"{path}[{key!r}]: expected a 1-D integer array, found {index.dtype} "
                          f"{index.shape}")
     if n_total is not None and index.size and (index.min() < 0 or index.max() >= n_total):
-        raise ValueError(f"{path}[{key!r}] holds clip indices outside [0, {n_total})")
+        raise InputError(f"{path}[{key!r}] holds clip indices outside [0, {n_total})")
     return index.astype(np.int64, copy=False)
 
 
@@ -376,17 +375,16 @@ def read_validation(path: str | os.PathLike) -> np.ndarray:
 
     Raises
     ------
-    KeyError
-        If the file has no ``validation`` dataset (written before the validation reserve).
-    ValueError
-        If it is not a sorted 1-D array of distinct clip indices of the file.
+    InputError
+        If the file has no ``validation`` dataset (written before the validation reserve),
+        or it is not a sorted 1-D array of distinct clip indices of the file.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"corpus file {path} does not exist (run `cortexscale corpus`)")
+        raise MissingInputError(f"corpus file {path} does not exist (run `cortexscale corpus`)")
     with open_h5(path, FRAMES_EXPECTED) as f:
         if "validation" not in f:
-            raise KeyError(
+            raise InputError(
                 f"{path} has no dataset 'validation' (the held-out clips shared by every data "
                 "size): it was written by an older cortexscale; rebuild it with "
                 "`cortexscale corpus`"
@@ -394,10 +392,10 @@ def read_validation(path: str | os.PathLike) -> np.ndarray:
         val = f["validation"][()]
         n_total = f["clips"].shape[0] if "clips" in f else None
     if val.ndim != 1 or not np.issubdtype(val.dtype, np.integer) or np.any(np.diff(val) <= 0):
-        raise ValueError(f"{path}['validation'] must be sorted, distinct 1-D integer clip "
+        raise InputError(f"{path}['validation'] must be sorted, distinct 1-D integer clip "
                          f"indices; found {val.dtype} {val.shape}")
     if n_total is not None and val.size and (val.min() < 0 or val.max() >= n_total):
-        raise ValueError(f"{path}['validation'] holds clip indices outside [0, {n_total})")
+        raise InputError(f"{path}['validation'] holds clip indices outside [0, {n_total})")
     return val.astype(np.int64, copy=False)
 
 
@@ -405,9 +403,10 @@ def _synthetic_sources(n_sources: int, n_frames: int, height: int, width: int, s
     """Yield ``(name, frames)`` of synthetic episodes, one at a time."""
     from cortexscale.data.synthetic import render_episode
 
+    progress = Progress(log, n_sources, "source")
     for i in range(n_sources):
-        _log(f"corpus: source {i + 1}/{n_sources} (synthetic, {n_frames} frames)")
         frames, _ = render_episode(n_frames, height, width, np.random.default_rng([seed, 0, i]))
+        progress.update(i + 1, f"synthetic, {n_frames} frames")
         yield f"episode{i + 1:03d}", frames
 
 
@@ -441,7 +440,7 @@ def build_corpus(
         from cortexscale.data import corpus_sources as cs
 
         if not corpus_cfg.get("path"):
-            raise ValueError(f"corpus.path is required when corpus.source is {source!r}")
+            raise ConfigError(f"corpus.path is required when corpus.source is {source!r}")
         path = Path(corpus_cfg["path"])
         if source == "frames_h5":
             cs.list_frames_h5(path)  # validate every dataset before writing anything
@@ -453,9 +452,9 @@ def build_corpus(
                      cfg=corpus_cfg, eval_clips=eval_clips)
         return
     if source != "synthetic":
-        raise ValueError(
-            f"corpus.source must be one of ['synthetic', 'frames_h5', 'video_dir'], "
-            f"got {source!r}"
+        raise ConfigError(
+            f"corpus.source: expected one of ['synthetic', 'frames_h5', 'video_dir'], "
+            f"found {source!r}"
         )
     n_sources = int(corpus_cfg.get("n_sources", 8))
     n_frames = int(corpus_cfg.get("frames_per_source", 1024))

@@ -17,7 +17,6 @@ corpus frame rate (nearest frame in time) and size (area averaging), ready for
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,9 @@ import h5py
 import numpy as np
 
 from cortexscale.data.fmri import open_h5
+from cortexscale.errors import InputError, MissingInputError
 from cortexscale.io.video import read_video_resampled, resample_frames
+from cortexscale.logs import Progress, get_logger
 
 __all__ = ["VIDEO_SUFFIXES", "frames_h5_sources", "list_frames_h5", "list_videos",
            "video_dir_sources"]
@@ -33,30 +34,28 @@ __all__ = ["VIDEO_SUFFIXES", "frames_h5_sources", "list_frames_h5", "list_videos
 VIDEO_SUFFIXES = (".mkv", ".mp4", ".avi", ".mov", ".webm")
 _EXPECTED = "uint8 datasets (n_frames, H, W, 3) or (n_frames, 3, H, W), one per source"
 
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+log = get_logger(__name__)
 
 
 def _layout(dset: h5py.Dataset, where: str) -> str:
     shape = dset.shape
     if dset.dtype != np.uint8 or len(shape) != 4:
-        raise ValueError(f"{where}: expected {_EXPECTED}, found {dset.dtype} {shape}")
+        raise InputError(f"{where}: expected {_EXPECTED}, found {dset.dtype} {shape}")
     stated = dset.attrs.get("layout")
     if stated is not None:
         stated = stated.decode() if isinstance(stated, bytes) else str(stated)
         if stated not in ("NHWC", "NCHW"):
-            raise ValueError(f"{where}: attribute layout must be 'NHWC' or 'NCHW', found "
+            raise InputError(f"{where}: attribute layout must be 'NHWC' or 'NCHW', found "
                              f"{stated!r}")
         if (stated == "NHWC" and shape[3] != 3) or (stated == "NCHW" and shape[1] != 3):
-            raise ValueError(f"{where}: attribute layout {stated!r} does not fit shape {shape}")
+            raise InputError(f"{where}: attribute layout {stated!r} does not fit shape {shape}")
         return stated
     last, first = shape[3] == 3, shape[1] == 3
     if last and first:
-        raise ValueError(f"{where}: shape {shape} could be channels-first or channels-last; "
+        raise InputError(f"{where}: shape {shape} could be channels-first or channels-last; "
                          "set the dataset attribute layout to 'NHWC' or 'NCHW'")
     if not (last or first):
-        raise ValueError(f"{where}: expected 3 colour channels in axis 1 or 3, found {shape}")
+        raise InputError(f"{where}: expected 3 colour channels in axis 1 or 3, found {shape}")
     return "NHWC" if last else "NCHW"
 
 
@@ -74,7 +73,7 @@ def _source_fps(dset: h5py.Dataset, file_attrs: h5py.AttributeManager, default: 
     except (TypeError, ValueError):
         value = None
     if value is None or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{owner}: expected a positive finite frame rate (frames per "
+        raise InputError(f"{owner}: expected a positive finite frame rate (frames per "
                          f"second), found {raw!r}")
     return value
 
@@ -87,7 +86,7 @@ def list_frames_h5(path: str | os.PathLike) -> list[str]:
         f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
         names.sort()
         if not names:
-            raise ValueError(f"{path} holds no dataset; expected {_EXPECTED}")
+            raise InputError(f"{path} holds no dataset; expected {_EXPECTED}")
         for n in names:
             _layout(f[n], f"{path}[{n!r}]")
             _source_fps(f[n], f.attrs, 1.0, f"{path}[{n!r}]")
@@ -116,6 +115,7 @@ def frames_h5_sources(
     """
     path = Path(path)
     names = list_frames_h5(path)
+    progress = Progress(log, len(names), "source")
     with open_h5(path, _EXPECTED) as f:
         for k, name in enumerate(names):
             dset = f[name]
@@ -124,7 +124,7 @@ def frames_h5_sources(
             src_fps = _source_fps(dset, f.attrs, fps, where)
             n = dset.shape[0]
             if n == 0:
-                raise ValueError(f"{where}: holds 0 frames")
+                raise InputError(f"{where}: holds 0 frames")
             idx = np.arange(n) if src_fps == fps else _time_index(n, src_fps, fps)
             parts = []
             for s in range(0, len(idx), chunk):
@@ -135,8 +135,7 @@ def frames_h5_sources(
                     block = block.transpose(0, 2, 3, 1)  # (b, H, W, 3)
                 parts.append(resample_frames(np.ascontiguousarray(block), fps, fps,
                                              height, width))
-            _log(f"corpus: source {k + 1}/{len(names)} {where} ({layout}, {n} frames at "
-                 f"{src_fps:g} fps)")
+            progress.update(k + 1, f"{where} ({layout}, {n} frames at {src_fps:g} fps)")
             yield name, np.concatenate(parts)
 
 
@@ -150,11 +149,11 @@ def list_videos(folder: str | os.PathLike) -> list[Path]:
     """Video files of a folder (recursive, sorted); an error if there are none."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"video folder {folder} does not exist (corpus.path)")
+        raise MissingInputError(f"video folder {folder} does not exist (corpus.path)")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES
                    and p.is_file())
     if not files:
-        raise ValueError(f"{folder} holds no video file; expected files ending in "
+        raise InputError(f"{folder} holds no video file; expected files ending in "
                          f"{list(VIDEO_SUFFIXES)}")
     return files
 
@@ -169,7 +168,8 @@ def video_dir_sources(
     """
     folder = Path(folder)
     files = list_videos(folder)
+    progress = Progress(log, len(files), "source")
     for k, path in enumerate(files):
         frames = read_video_resampled(path, fps, height, width)
-        _log(f"corpus: source {k + 1}/{len(files)} {path} ({len(frames)} frames)")
+        progress.update(k + 1, f"{path} ({len(frames)} frames)")
         yield str(path.relative_to(folder)), frames

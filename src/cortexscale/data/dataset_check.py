@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from cortexscale.config import ConfigError
+from cortexscale.errors import ConfigError
 
 __all__ = ["DatasetError", "check_study_dataset", "dataset_problems"]
 
@@ -146,7 +146,7 @@ def _nifti(cfg: dict[str, Any], root: Path, problems: list[str]) -> dict[str, An
     import pandas as pd
 
     from cortexscale.data.fmri import roi_names
-    from cortexscale.data.nifti import _BOLD  # the importer's own file-name pattern
+    from cortexscale.data.nifti import BOLD_PATTERN  # the importer's own file-name pattern
 
     present = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("sub-"))
     problems += _missing_subjects(cfg["subjects"], present, f"{root} (sub-XX/func folders)")
@@ -169,7 +169,7 @@ def _nifti(cfg: dict[str, Any], root: Path, problems: list[str]) -> dict[str, An
     tasks, report = set(), {"rois": rois}
     for s in (s for s in cfg["subjects"] if (root / s).is_dir()):
         files = sorted((root / s / "func").glob("*_bold.nii*")) if (root / s / "func").is_dir() else []
-        found = [m.group(2) for m in map(_BOLD.match, (p.name for p in files)) if m]
+        found = [m.group(2) for m in map(BOLD_PATTERN.match, (p.name for p in files)) if m]
         if not found:
             problems.append(f"{s}: no BOLD image in {root / s / 'func'}; expected "
                             f"{s}_task-NAME_run-N_..._bold.nii.gz")

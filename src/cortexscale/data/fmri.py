@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cortexscale.errors import InputError, MissingInputError
 from cortexscale.io.hdf5 import open_h5
 from cortexscale.io.video import read_video, resample_frames
 
@@ -45,7 +46,7 @@ _LAYOUT = (
 
 def _require_file(path: Path, what: str) -> Path:
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{what} {path} does not exist; an fMRI dataset folder must contain {_LAYOUT}"
         )
     return path
@@ -56,7 +57,7 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     df = pd.read_csv(path, sep="\t", dtype={"subject": str, "run": str, "stimulus": str})
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{path} lacks column(s) {missing}; expected columns {list(columns)}, "
             f"found {list(df.columns)}"
         )
@@ -103,19 +104,19 @@ def roi_mask(values: Sequence[str], roi: str) -> np.ndarray:
 
 def _validate_runs(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     if df.empty:
-        raise ValueError(f"{path} has no rows; expected one row per run")
+        raise InputError(f"{path} has no rows; expected one row per run")
     if df[list(RUNS_COLUMNS)].isna().any().any():
-        raise ValueError(f"{path} has empty cells in columns {list(RUNS_COLUMNS)}")
+        raise InputError(f"{path} has empty cells in columns {list(RUNS_COLUMNS)}")
     bad = sorted(set(df["split"]) - set(SPLITS))
     if bad:
-        raise ValueError(f"{path}: column 'split' must be one of {list(SPLITS)}, found {bad}")
+        raise InputError(f"{path}: column 'split' must be one of {list(SPLITS)}, found {bad}")
     n_tr = pd.to_numeric(df["n_tr"], errors="coerce")
     if n_tr.isna().any() or (n_tr < 1).any() or (n_tr != n_tr.round()).any():
-        raise ValueError(f"{path}: column 'n_tr' must hold positive integers")
+        raise InputError(f"{path}: column 'n_tr' must hold positive integers")
     dup = df.duplicated(["subject", "run"])
     if dup.any():
         first = df.loc[dup, ["subject", "run"]].iloc[0].tolist()
-        raise ValueError(f"{path}: (subject, run) pairs must be unique, {first} repeats")
+        raise InputError(f"{path}: (subject, run) pairs must be unique, {first} repeats")
     df = df.copy()
     df["n_tr"] = n_tr.astype(np.int64)
     return df.reset_index(drop=True)
@@ -124,7 +125,7 @@ def _validate_runs(df: pd.DataFrame, path: Path) -> pd.DataFrame:
 def _validate_parcels(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     expected = np.arange(len(df))
     if len(df) == 0 or not np.array_equal(df["parcel"].to_numpy(), expected):
-        raise ValueError(
+        raise InputError(
             f"{path}: column 'parcel' must be 0, 1, ..., n_parcels - 1 in order "
             f"(n_parcels = {len(df)})"
         )
@@ -155,7 +156,7 @@ class FmriDataset:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"fMRI dataset folder {self.root} does not exist; it must contain {_LAYOUT}"
             )
         runs_path = _require_file(self.root / "runs.tsv", "run table")
@@ -205,7 +206,7 @@ class FmriDataset:
     def stimulus_path(self, stimulus: str) -> Path:
         """Path of ``stimuli/{stimulus}.mkv`` (checked to exist)."""
         if stimulus not in self.stimuli:
-            raise KeyError(
+            raise InputError(
                 f"stimulus {stimulus!r} is not in {self.root / 'runs.tsv'}; "
                 f"available: {self.stimuli}"
             )
@@ -219,21 +220,21 @@ class FmriDataset:
             path = self.subject_path(subject)
             with open_h5(path, "one (n_TR, n_parcels) dataset per run") as f:
                 if "tr" not in f.attrs:
-                    raise ValueError(f"{path} lacks the root attribute 'tr' (seconds)")
+                    raise InputError(f"{path} lacks the root attribute 'tr' (seconds)")
                 values[subject] = float(f.attrs["tr"])
         distinct = sorted(set(values.values()))
         if len(distinct) > 1:
-            raise ValueError(
+            raise InputError(
                 f"subjects of {self.root} disagree on the TR: {values}; expected one value"
             )
         tr = distinct[0]
         if not np.isfinite(tr) or tr <= 0:
-            raise ValueError(f"TR must be positive, {self.root} states {tr}")
+            raise InputError(f"TR must be positive, {self.root} states {tr}")
         return tr
 
     def _check_subject(self, subject: str) -> None:
         if subject not in self.subjects:
-            raise KeyError(
+            raise InputError(
                 f"subject {subject!r} is not in {self.root / 'runs.tsv'}; "
                 f"available: {self.subjects}"
             )
@@ -243,7 +244,7 @@ class FmriDataset:
         rows = self.runs[(self.runs["subject"] == subject) & (self.runs["run"] == run)]
         if rows.empty:
             known = self.runs.loc[self.runs["subject"] == subject, "run"].tolist()
-            raise KeyError(
+            raise InputError(
                 f"run {run!r} of {subject} is not in {self.root / 'runs.tsv'}; "
                 f"available: {known}"
             )
@@ -270,7 +271,7 @@ class FmriDataset:
         """TR count of a stimulus: the longest run of it in ``runs.tsv``."""
         sel = self.runs["stimulus"] == stimulus
         if not sel.any():
-            raise KeyError(
+            raise InputError(
                 f"stimulus {stimulus!r} is not in {self.root / 'runs.tsv'}; "
                 f"available: {self.stimuli}"
             )
@@ -285,7 +286,7 @@ class FmriDataset:
         """
         sel = roi_mask(self.parcels["roi"], roi)
         if not sel.any():
-            raise KeyError(
+            raise InputError(
                 f"ROI {roi!r} is not in {self.root / 'parcels.tsv'}; available ROIs: "
                 f"{self.roi_names}"
             )
@@ -318,7 +319,7 @@ class FmriDataset:
         path = self.subject_path(subject)
         with open_h5(path, "one (n_TR, n_parcels) dataset per run") as f:
             if run not in f:
-                raise KeyError(
+                raise InputError(
                     f"{path} has no dataset {run!r} (listed in runs.tsv); "
                     f"stored: {sorted(f.keys())}"
                 )
@@ -326,15 +327,15 @@ class FmriDataset:
         expected = (int(row["n_tr"]), self.n_parcels)
         if y.ndim != 2 or y.shape != expected:
             hint = " (transposed?)" if y.shape == expected[::-1] else ""
-            raise ValueError(
+            raise InputError(
                 f"{path}[{run!r}] has shape {y.shape}{hint}; expected (n_TR, n_parcels) = "
                 f"{expected} from runs.tsv and parcels.tsv"
             )
         if not np.issubdtype(y.dtype, np.floating):
-            raise ValueError(f"{path}[{run!r}] has dtype {y.dtype}; expected float32")
+            raise InputError(f"{path}[{run!r}] has dtype {y.dtype}; expected float32")
         n_bad = int(np.count_nonzero(~np.isfinite(y)))
         if n_bad:
-            raise ValueError(
+            raise InputError(
                 f"{path}[{run!r}] holds {n_bad} NaN/inf value(s); expected finite responses"
             )
         return y.astype(np.float32, copy=False)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,14 +32,14 @@ import numpy as np
 import pandas as pd
 
 from cortexscale.data.fmri import PARCELS_COLUMNS, RUNS_COLUMNS
+from cortexscale.errors import InputError
 from cortexscale.io.atomic import prepare_outputs, write_json, write_tsv
 from cortexscale.io.provenance import provenance
+from cortexscale.logs import get_logger
 
 __all__ = ["screen_parcels", "write_dataset"]
 
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+log = get_logger(__name__)
 
 
 def _describe_run(y: np.ndarray) -> str:
@@ -94,7 +93,7 @@ def screen_parcels(
         run_nonfinite = ~finite.all(axis=0)
         run_constant = np.ptp(np.where(finite, y, 0.0), axis=0) == 0
         if (run_nonfinite | run_constant).all():
-            raise ValueError(
+            raise InputError(
                 f"{sources.get(run, where)}: run {run!r} of {where} is unusable: "
                 f"{_describe_run(y)}; expected finite responses that vary in time in at "
                 "least one parcel (screening it would exclude every parcel of the subject; "
@@ -105,7 +104,7 @@ def screen_parcels(
     constant &= ~nonfinite
     bad = nonfinite | constant
     if bad.all():
-        raise ValueError(
+        raise InputError(
             f"{where}: every one of its {n_parcels} parcels holds NaN/inf or is constant in "
             f"some run ({int(nonfinite.sum())} NaN/inf, {int(constant.sum())} constant) over "
             f"runs {[sources.get(r, r) for r in runs]}; expected at least one usable parcel"
@@ -118,9 +117,9 @@ def screen_parcels(
     report = {"nonfinite": np.flatnonzero(nonfinite).tolist(),
               "constant": np.flatnonzero(constant).tolist()}
     if bad.any():
-        _log(f"import: {where}: {int(nonfinite.sum())} parcel(s) with NaN/inf "
-             f"{report['nonfinite'][:20]} and {int(constant.sum())} constant "
-             f"{report['constant'][:20]}: set to 0, the encoding stage excludes them")
+        log.warning(f"{where}: {int(nonfinite.sum())} parcel(s) with NaN/inf "
+                    f"{report['nonfinite'][:20]} and {int(constant.sum())} constant "
+                    f"{report['constant'][:20]}: set to 0, the encoding stage excludes them")
     return clean, report
 
 

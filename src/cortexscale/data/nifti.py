@@ -32,11 +32,14 @@ import pandas as pd
 
 from cortexscale.data.checks import check_run_durations, movie_durations
 from cortexscale.data.layout import write_dataset
+from cortexscale.errors import ConfigError, InputError, MissingInputError
 
-__all__ = ["DEFAULT_CONFOUNDS", "import_nifti", "reduce_run", "write_synthetic_nifti"]
+__all__ = ["BOLD_PATTERN", "DEFAULT_CONFOUNDS", "import_nifti", "reduce_run",
+           "write_synthetic_nifti"]
 
 DEFAULT_CONFOUNDS = ("motion", "wm_csf", "global_signal")
-_BOLD = re.compile(r"^(sub-[A-Za-z0-9]+)_.*?task-([A-Za-z0-9]+)(?:_.*?run-(\d+))?.*_bold\.nii(\.gz)?$")
+#: a BOLD file name: groups subject, task, run (optional)
+BOLD_PATTERN = re.compile(r"^(sub-[A-Za-z0-9]+)_.*?task-([A-Za-z0-9]+)(?:_.*?run-(\d+))?.*_bold\.nii(\.gz)?$")
 MOTION = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 CONFOUND_COLUMNS = (*MOTION, "csf", "white_matter", "global_signal")
 
@@ -46,7 +49,7 @@ def _bold_files(root: Path, subject: str) -> list[Path]:
     files = sorted(p for p in func.glob("*_bold.nii*") if "desc-preproc" in p.name
                    or "_desc-" not in p.name)
     if not files:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"no BOLD image for {subject} in {func}; expected "
             f"{subject}_task-NAME_run-N_[space-X_]desc-preproc_bold.nii.gz"
         )
@@ -58,13 +61,13 @@ def _labels(root: Path, atlas: str) -> tuple[Path, pd.DataFrame | None]:
     if path is None:
         hits = sorted((root / "atlas").glob("*dseg.nii*")) if (root / "atlas").is_dir() else []
         if len(hits) != 1:
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"expected one labels image {root / 'atlas'}/*dseg.nii.gz (or fmri.atlas / "
                 f"fmri.mask), found {len(hits)}"
             )
         path = hits[0]
     if not path.is_file():
-        raise FileNotFoundError(f"atlas image {path} does not exist (fmri.atlas)")
+        raise MissingInputError(f"atlas image {path} does not exist (fmri.atlas)")
     tsv = Path(re.sub(r"\.nii(\.gz)?$", ".tsv", str(path)))
     return path, (pd.read_csv(tsv, sep="\t") if tsv.is_file() else None)
 
@@ -97,11 +100,11 @@ def reduce_run(
                                                motion="basic", wm_csf="basic",
                                                global_signal="basic")
         except (ValueError, FileNotFoundError, KeyError) as err:
-            raise ValueError(f"{bold}: confounds for strategy {list(confounds)} could not be "
+            raise InputError(f"{bold}: confounds for strategy {list(confounds)} could not be "
                              f"loaded (expected an fMRIPrep desc-confounds_timeseries.tsv "
                              f"beside it): {err}") from err
     if sample_mask is not None:
-        raise ValueError(f"{bold}: confound strategy {list(confounds)} censors volumes; "
+        raise InputError(f"{bold}: confound strategy {list(confounds)} censors volumes; "
                          "censoring is not supported (runs must stay aligned to the movie)")
     with warnings.catch_warnings():
         # nilearn 0.13 announces that confounds will be z-scored with the sample std; scaling
@@ -146,26 +149,26 @@ def import_nifti(
 
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"NIfTI dataset folder {root} does not exist (fmri.root)")
+        raise MissingInputError(f"NIfTI dataset folder {root} does not exist (fmri.root)")
     if atlas and mask:
-        raise ValueError("give fmri.atlas or fmri.mask, not both")
+        raise ConfigError("give fmri.atlas or fmri.mask, not both")
     rows, stim_paths = [], {}
     for subject in subjects:
         for path in _bold_files(root, subject):
-            m = _BOLD.match(path.name)
+            m = BOLD_PATTERN.match(path.name)
             if m is None or m.group(1) != subject:
-                raise ValueError(f"{path}: name does not match {subject}_task-NAME[_run-N]_..."
+                raise InputError(f"{path}: name does not match {subject}_task-NAME[_run-N]_..."
                                  "_bold.nii.gz")
             try:
                 shape = nib.load(path).shape
             except Exception as err:  # nibabel raises many types for damaged files
-                raise ValueError(f"{path}: not a readable NIfTI image: {err}") from err
+                raise InputError(f"{path}: not a readable NIfTI image: {err}") from err
             if len(shape) != 4:
-                raise ValueError(f"{path}: expected a 4-D BOLD image, found shape {shape}")
+                raise InputError(f"{path}: expected a 4-D BOLD image, found shape {shape}")
             task, run = m.group(2), m.group(3)
             movie = root / "stimuli" / f"{task}.mkv"
             if not movie.is_file():
-                raise FileNotFoundError(f"{path}: stimulus movie {movie} of task {task!r} "
+                raise MissingInputError(f"{path}: stimulus movie {movie} of task {task!r} "
                                         "does not exist")
             stim_paths[task] = movie
             key = f"task-{task}" + (f"_run-{int(run)}" if run else "")
@@ -176,7 +179,7 @@ def import_nifti(
         counts = runs.groupby(["subject", "stimulus"]).size()
         test = {s for (_, s), n in counts.items() if n > 1}
     if not test or not test <= set(runs["stimulus"]):
-        raise ValueError(f"{root}: test stimuli {sorted(test)} not among the tasks "
+        raise ConfigError(f"{root}: test stimuli {sorted(test)} not among the tasks "
                          f"{sorted(set(runs['stimulus']))}; set fmri.test_stimuli")
     runs["split"] = np.where(runs["stimulus"].isin(test), "test", "train")
     notes = check_run_durations(runs, tr, movie_durations(stim_paths), str(root))
@@ -184,7 +187,7 @@ def import_nifti(
     if mask:
         mask_path = root / mask
         if not mask_path.is_file():
-            raise FileNotFoundError(f"mask image {mask_path} does not exist (fmri.mask)")
+            raise MissingInputError(f"mask image {mask_path} does not exist (fmri.mask)")
         masker = NiftiMasker(mask_img=str(mask_path), **common).fit()
         n = int(np.count_nonzero(np.asarray(nib.load(mask_path).dataobj)))
         parcels = pd.DataFrame({"parcel": np.arange(n), "roi": "all",
@@ -199,7 +202,7 @@ def import_nifti(
     ref = nib.load(runs["source"].iloc[0])
     grid = masker.mask_img_ if mask else nib.load(labels_path)
     if ref.shape[:3] != grid.shape[:3] or not np.allclose(ref.affine, grid.affine, atol=1e-3):
-        raise ValueError(f"{runs['source'].iloc[0]}: grid {ref.shape[:3]} does not match the "
+        raise InputError(f"{runs['source'].iloc[0]}: grid {ref.shape[:3]} does not match the "
                          f"atlas/mask grid {grid.shape[:3]} (resample the atlas first)")
 
     def arrays():
@@ -208,7 +211,7 @@ def import_nifti(
             for row in runs[runs["subject"] == subject].itertuples(index=False):
                 y = reduce_run(Path(row.source), masker, tuple(confounds), tr)
                 if y.shape != (row.n_tr, len(parcels)):
-                    raise ValueError(f"{row.source}: reduced to {y.shape}; expected "
+                    raise InputError(f"{row.source}: reduced to {y.shape}; expected "
                                      f"({row.n_tr}, {len(parcels)})")
                 out[row.run] = y
             yield subject, out
@@ -223,12 +226,12 @@ def _atlas_parcels(values: np.ndarray, table: pd.DataFrame | None, path: Path) -
         return pd.DataFrame({"parcel": np.arange(len(values)), "roi": "all",
                              "label": [f"label{v}" for v in values]})
     if "index" not in table.columns or "name" not in table.columns:
-        raise ValueError(f"{path.with_suffix('')}.tsv: expected columns index, name[, roi], "
+        raise InputError(f"{path.with_suffix('')}.tsv: expected columns index, name[, roi], "
                          f"found {list(table.columns)}")
     table = table.set_index("index")
     missing = [int(v) for v in values if v not in table.index]
     if missing:
-        raise ValueError(f"atlas table of {path}: labels {missing[:10]} have no row")
+        raise InputError(f"atlas table of {path}: labels {missing[:10]} have no row")
     roi = table["roi"] if "roi" in table.columns else pd.Series("all", index=table.index)
     return pd.DataFrame({"parcel": np.arange(len(values)),
                          "roi": [str(roi[v]) for v in values],

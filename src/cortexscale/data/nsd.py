@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npy_format
 
-from cortexscale.errors import InputError
+from cortexscale.errors import InputError, MissingInputError
 
 __all__ = [
     "HEMIS", "MAPPING_CLASSES", "NsdSubject", "UnsafeFileError", "describe_nsd_subject",
@@ -117,7 +117,7 @@ def npy_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+        raise MissingInputError(f"{path} does not exist")
     with path.open("rb") as fh:
         return _read_header(fh, path)[:2]
 
@@ -132,7 +132,7 @@ def _read_header(fh: Any, path: Path) -> tuple[tuple[int, ...], np.dtype, bool]:
         else:
             raise ValueError(f"format version {version}")
     except (ValueError, OSError, EOFError, SyntaxError) as err:
-        raise ValueError(f"{path}: not a readable .npy file (its header: {err})") from err
+        raise InputError(f"{path}: not a readable .npy file (its header: {err})") from err
     return tuple(shape), np.dtype(dtype), bool(fortran)
 
 
@@ -162,12 +162,12 @@ def load_mapping(path: str | os.PathLike) -> dict[int, str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; expected a dict of int labels to "
+        raise MissingInputError(f"{path} does not exist; expected a dict of int labels to "
                                 "ROI names saved with np.save")
     with path.open("rb") as fh:
         shape, dtype, _ = _read_header(fh, path)
         if dtype != np.dtype(object) or shape != ():
-            raise ValueError(f"{path}: expected a 0-d object array holding a dict (np.save of "
+            raise InputError(f"{path}: expected a 0-d object array holding a dict (np.save of "
                              f"a dict of int labels to ROI names), found {dtype} {shape}")
         try:
             arr = _MappingUnpickler(fh, path).load()
@@ -175,18 +175,18 @@ def load_mapping(path: str | os.PathLike) -> dict[int, str]:
             raise
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
                 IndexError, KeyError, MemoryError) as err:
-            raise ValueError(f"{path}: its pickle does not read: {err}") from err
+            raise InputError(f"{path}: its pickle does not read: {err}") from err
     obj = arr.item() if isinstance(arr, np.ndarray) and arr.shape == () else arr
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a dict of int labels to ROI names, found "
+        raise InputError(f"{path}: expected a dict of int labels to ROI names, found "
                          f"{type(obj).__name__}")
     out = {}
     for k, v in obj.items():
         if isinstance(k, bool) or not isinstance(k, int | np.integer):
-            raise ValueError(f"{path}: label {k!r} is not an integer; expected a dict of int "
+            raise InputError(f"{path}: label {k!r} is not an integer; expected a dict of int "
                              "labels to ROI names")
         if not isinstance(v, str):
-            raise ValueError(f"{path}: label {int(k)} names {v!r}, not a string")
+            raise InputError(f"{path}: label {int(k)} names {v!r}, not a string")
         out[int(k)] = str(v)
     return out
 
@@ -249,20 +249,20 @@ class NsdSubject:
                 with Image.open(p) as im:
                     out.append(np.asarray(im.convert("RGB")))
             except OSError as err:
-                raise ValueError(f"{p}: not a readable image: {err}") from err
+                raise InputError(f"{p}: not a readable image: {err}") from err
         shapes = {a.shape for a in out}
         if len(shapes) > 1:
-            raise ValueError(f"{self.root}: images differ in size: {sorted(shapes)[:3]}")
+            raise InputError(f"{self.root}: images differ in size: {sorted(shapes)[:3]}")
         return np.stack(out)
 
 
 def _load_npy(path: Path, what: str) -> np.ndarray:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; expected {what}")
+        raise MissingInputError(f"{path} does not exist; expected {what}")
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
-        raise ValueError(f"{path}: not a readable .npy array ({what}): {err}") from err
+        raise InputError(f"{path}: not a readable .npy array ({what}): {err}") from err
 
 
 def _fmri_shapes(root: Path) -> dict[str, tuple[int, int]]:
@@ -272,15 +272,15 @@ def _fmri_shapes(root: Path) -> dict[str, tuple[int, int]]:
     for h in HEMIS:
         path = fmri_dir / f"{h}_training_fmri.npy"
         if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist; expected float (n_images, "
+            raise MissingInputError(f"{path} does not exist; expected float (n_images, "
                                     "n_vertices) responses")
         shape, dtype = npy_header(path)
         if len(shape) != 2 or not np.issubdtype(dtype, np.floating):
-            raise ValueError(f"{path}: expected float (n_images, n_vertices), found "
+            raise InputError(f"{path}: expected float (n_images, n_vertices), found "
                              f"{dtype} {shape}")
         shapes[h] = (int(shape[0]), int(shape[1]))
     if shapes["lh"][0] != shapes["rh"][0]:
-        raise ValueError(f"{fmri_dir}: lh has {shapes['lh'][0]} rows and rh {shapes['rh'][0]}; "
+        raise InputError(f"{fmri_dir}: lh has {shapes['lh'][0]} rows and rh {shapes['rh'][0]}; "
                          "expected one row per image in both hemispheres")
     return shapes
 
@@ -288,11 +288,11 @@ def _fmri_shapes(root: Path) -> dict[str, tuple[int, int]]:
 def _images(root: Path, n_rows: int) -> list[Path]:
     img_dir = root / "training_split" / "training_images"
     if not img_dir.is_dir():
-        raise FileNotFoundError(f"image folder {img_dir} does not exist")
+        raise MissingInputError(f"image folder {img_dir} does not exist")
     images = sorted(img_dir.glob("*.png"))
     if len(images) != n_rows:
         fmri = root / "training_split" / "training_fmri" / "lh_training_fmri.npy"
-        raise ValueError(f"{img_dir} holds {len(images)} PNG images but {fmri} has {n_rows} "
+        raise InputError(f"{img_dir} holds {len(images)} PNG images but {fmri} has {n_rows} "
                          "rows; expected one image per response row")
     return images
 
@@ -323,7 +323,7 @@ def read_roi_masks(mask_dir: str | os.PathLike, n_vert: dict[str, int]
             h = path.name[:2]
             m = _load_npy(path, "bool fsaverage mask")
             if int(np.count_nonzero(m)) != n_vert[h]:
-                raise ValueError(f"{path} selects {int(np.count_nonzero(m))} vertices; "
+                raise InputError(f"{path} selects {int(np.count_nonzero(m))} vertices; "
                                  f"expected {n_vert[h]} (columns of {fmri}/{h}_training_fmri.npy)")
             continue
         match = _MASK.match(path.name)
@@ -332,7 +332,7 @@ def read_roi_masks(mask_dir: str | os.PathLike, n_vert: dict[str, int]
         h, cls = match.groups()
         labels = _load_npy(path, f"int ({n_vert[h]},) ROI labels")
         if labels.shape != (n_vert[h],):
-            raise ValueError(f"{path} has shape {labels.shape}; expected ({n_vert[h]},) like "
+            raise InputError(f"{path} has shape {labels.shape}; expected ({n_vert[h]},) like "
                              f"the columns of {fmri}/{h}_training_fmri.npy")
         names = _mapping(mask_dir, cls)
         for v in np.unique(labels[labels > 0]).astype(int):
@@ -351,7 +351,7 @@ def _mapping(mask_dir: Path, cls: str) -> dict[int, str]:
             raw = json.loads(path.read_text())
             return {int(k): str(v) for k, v in raw.items()}
         except (json.JSONDecodeError, ValueError, AttributeError) as err:
-            raise ValueError(f"{path}: expected a JSON object of int labels to ROI names "
+            raise InputError(f"{path}: expected a JSON object of int labels to ROI names "
                              f"({{\"1\": \"V1v\"}}): {err}") from err
     npy = mask_dir / f"mapping_{cls}.npy"
     return load_mapping(npy) if npy.is_file() else {}
@@ -367,14 +367,14 @@ def _per_hemi(folder: Path, pattern: str, n_vert: dict[str, int], n_rows: int | 
         return None
     if len(present) == 1:
         missing = paths[next(h for h in HEMIS if h not in present)]
-        raise FileNotFoundError(f"{paths[present[0]]} exists but {missing} does not; expected "
+        raise MissingInputError(f"{paths[present[0]]} exists but {missing} does not; expected "
                                 f"both hemispheres ({what})")
     out = {}
     for h, p in paths.items():
         a = _load_npy(p, what)
         want = (n_vert[h],) if n_rows is None else (n_rows, n_vert[h])
         if a.shape != want or not np.issubdtype(a.dtype, np.floating):
-            raise ValueError(f"{p}: expected float {want} ({what}), found {a.dtype} {a.shape}")
+            raise InputError(f"{p}: expected float {want} ({what}), found {a.dtype} {a.shape}")
         out[h] = a
     return out
 
@@ -410,13 +410,13 @@ def read_nsd_subject(root: str | os.PathLike) -> NsdSubject:
         path = fmri_dir / f"{h}_training_fmri.npy"
         dead = np.flatnonzero(~np.isfinite(y).any(axis=1))
         if dead.size:
-            raise ValueError(
+            raise InputError(
                 f"{path}: row(s) {dead[:10].tolist()} (image(s) "
                 f"{[images[i].name for i in dead[:3]]}) are NaN/inf in every vertex; expected "
                 "finite responses (screening would exclude every vertex)")
         b = ~np.isfinite(y).all(axis=0) | (np.ptp(np.where(np.isfinite(y), y, 0), axis=0) == 0)
         if b.all():
-            raise ValueError(f"{path}: every one of its {y.shape[1]} vertices holds NaN/inf or "
+            raise InputError(f"{path}: every one of its {y.shape[1]} vertices holds NaN/inf or "
                              "is constant; expected at least one usable vertex")
         bad[h] = np.flatnonzero(b).tolist()
     test_dir = root / "test_split"
@@ -424,7 +424,7 @@ def read_nsd_subject(root: str | os.PathLike) -> NsdSubject:
     test_resp = _per_hemi(test_dir / "test_fmri", "{}_test_fmri.npy", n_vert,
                           len(test_images), "test responses, one row per test image")
     if test_resp is not None and not test_images:
-        raise FileNotFoundError(f"{test_dir / 'test_fmri'} holds responses but "
+        raise MissingInputError(f"{test_dir / 'test_fmri'} holds responses but "
                                 f"{test_dir / 'test_images'} holds no PNG image")
     nc = _per_hemi(test_dir / "noise_ceiling", "{}_noise_ceiling.npy", n_vert, None,
                    "the organisers' noise ceiling, a fraction of variance per vertex")
@@ -432,7 +432,7 @@ def read_nsd_subject(root: str | os.PathLike) -> NsdSubject:
         for h, a in nc.items():
             ok = a[np.isfinite(a)]
             if ok.size and (ok.min() < 0 or ok.max() > 1):
-                raise ValueError(f"{test_dir / 'noise_ceiling' / f'{h}_noise_ceiling.npy'}: "
+                raise InputError(f"{test_dir / 'noise_ceiling' / f'{h}_noise_ceiling.npy'}: "
                                  f"values in [{ok.min():.3g}, {ok.max():.3g}]; expected a "
                                  "fraction of variance in [0, 1]")
         nc = {h: 100.0 * a.astype(np.float64) for h, a in nc.items()}
@@ -444,11 +444,11 @@ def read_nsd_subject(root: str | os.PathLike) -> NsdSubject:
         trials = _load_npy(tpath, f"int ({n_l},) times each training image was shown")
         if trials.shape != (n_l,) or not np.issubdtype(trials.dtype, np.integer) or (
                 trials < 1).any():
-            raise ValueError(f"{tpath}: expected int ({n_l},) >= 1 (times each training image "
+            raise InputError(f"{tpath}: expected int ({n_l},) >= 1 (times each training image "
                              f"was shown), found {trials.dtype} {trials.shape}")
         trials = trials.astype(np.int64)
     if snr is not None and trials is None:
-        raise FileNotFoundError(f"{root / 'training_split' / 'training_ncsnr'} holds ncsnr but "
+        raise MissingInputError(f"{root / 'training_split' / 'training_ncsnr'} holds ncsnr but "
                                 f"{tpath} does not exist; expected int ({n_l},): the times each "
                                 "training image was shown (the noise ceiling depends on them)")
     return NsdSubject(root, responses, images, rois, bad, test_images, test_resp, nc,
@@ -472,7 +472,7 @@ def describe_nsd_subject(root: str | os.PathLike) -> dict[str, Any]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"subject folder {root} does not exist")
+        raise MissingInputError(f"subject folder {root} does not exist")
     shapes = _fmri_shapes(root)
     images = _images(root, shapes["lh"][0])
     n_vert = {h: shapes[h][1] for h in HEMIS}
@@ -522,9 +522,9 @@ def write_synthetic_nsd(
 
     from cortexscale.data.synthetic import (
         ROI_FAMILIES,
-        _standardise_latents,
         latent_matrix,
         render_episode,
+        standardise_latents,
     )
 
     out_dir = Path(out_dir)
@@ -539,7 +539,7 @@ def write_synthetic_nsd(
         frame, latents = render_episode(1, size, size, np.random.default_rng([seed, 5, i]))
         imgs.append(frame[0])
         lat[i] = latents
-    _standardise_latents(lat)
+    standardise_latents(lat)
     x_all = np.concatenate([latent_matrix(lat[i], STILL_FAMILIES) for i in lat])  # (n, k)
     x, x_test = x_all[:n_images], x_all[n_images:]
     fam_of = np.concatenate([[f] * lat[0][f].reshape(1, -1).shape[1] for f in STILL_FAMILIES])

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +41,11 @@ import pandas as pd
 from scipy.signal import lfilter
 
 from cortexscale.data.atlas import synthetic_atlas, write_atlas
+from cortexscale.errors import ConfigError
 from cortexscale.io.atomic import atomic_path, write_tsv
 from cortexscale.io.provenance import provenance
 from cortexscale.io.video import write_video
+from cortexscale.logs import Progress, get_logger
 
 __all__ = [
     "LATENT_NAMES",
@@ -55,8 +56,11 @@ __all__ = [
     "latent_matrix",
     "render_episode",
     "run_id",
+    "standardise_latents",
     "write_synthetic_fmri",
 ]
+
+log = get_logger(__name__)
 
 SHAPES = ("disc", "square", "triangle")
 LATENT_NAMES = ("contrast", "luminance", "motion", "flicker", "object", "scene_cut")
@@ -210,9 +214,9 @@ def render_episode(
         ``object`` (n, 3), ``scene_cut`` (n,), all float32 (see the module docstring).
     """
     if int(n_frames) < 1:
-        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+        raise ValueError(f"n_frames: expected >= 1, found {n_frames}")
     if int(height) < 2 or int(width) < 2:
-        raise ValueError(f"height and width must be >= 2, got {height}x{width}")
+        raise ValueError(f"height and width: expected >= 2, found {height}x{width}")
     n_frames, height, width = int(n_frames), int(height), int(width)
     starts = _scene_bounds(n_frames, rng)
     ends = np.append(starts[1:], n_frames)
@@ -329,7 +333,7 @@ def run_id(session: int, run: int) -> str:
 
 def _parcel_table(n_parcels: int, rois: list[str]) -> pd.DataFrame:
     if n_parcels < len(rois):
-        raise ValueError(
+        raise ConfigError(
             f"fmri.n_parcels ({n_parcels}) must be at least the number of ROIs ({len(rois)})"
         )
     groups = np.array_split(np.arange(n_parcels), len(rois))
@@ -383,7 +387,7 @@ def _subject_signal(
     return {s: (b - mean) / std for s, b in bold.items()}, weights / std, names
 
 
-def _standardise_latents(lat: dict[str, dict[str, np.ndarray]]) -> None:
+def standardise_latents(lat: dict[str, dict[str, np.ndarray]]) -> None:
     """Z-score every latent column in place, with statistics over all stimuli."""
     for fam in LATENT_NAMES:
         allx = np.concatenate([lat[s][fam] for s in lat])
@@ -411,26 +415,23 @@ def _check_fmri_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
            "n_parcels": 64, "snr": [1.0], "ar1": 0.3}
     out.update({k: v for k, v in cfg.items() if k in out})
     if not 1 <= int(out["repeated_runs"]) < int(out["n_runs"]):
-        raise ValueError(
-            f"fmri.repeated_runs must be between 1 and fmri.n_runs - 1 = "
-            f"{int(out['n_runs']) - 1}, got {out['repeated_runs']}"
+        raise ConfigError(
+            f"fmri.repeated_runs: expected between 1 and fmri.n_runs - 1 = "
+            f"{int(out['n_runs']) - 1}, found {out['repeated_runs']}"
         )
     snr = out["snr"] if isinstance(out["snr"], list | tuple) else [out["snr"]]
     if not snr or any(float(s) <= 0 for s in snr):
-        raise ValueError(f"fmri.snr must be a non-empty list of positive numbers, got {snr}")
+        raise ConfigError(f"fmri.snr: expected a non-empty list of positive numbers, "
+                          f"found {snr}")
     if not 0 <= float(out["ar1"]) < 1:
-        raise ValueError(f"fmri.ar1 must be in [0, 1), got {out['ar1']}")
+        raise ConfigError(f"fmri.ar1: expected a number in [0, 1), found {out['ar1']}")
     if float(out["tr"]) <= 0 or int(out["trs_per_run"]) < 2:
-        raise ValueError(
-            f"fmri.tr must be > 0 and fmri.trs_per_run >= 2, got {out['tr']}, "
+        raise ConfigError(
+            f"fmri.tr and fmri.trs_per_run: expected > 0 and >= 2, found {out['tr']}, "
             f"{out['trs_per_run']}"
         )
     out["snr"] = [float(s) for s in snr]
     return out
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def write_synthetic_fmri(
@@ -480,7 +481,8 @@ def write_synthetic_fmri(
     """
     cfg = _check_fmri_cfg(fmri_cfg)
     if not subjects or not rois:
-        raise ValueError(f"need at least one subject and one ROI, got {subjects} and {rois}")
+        raise ConfigError(f"subjects and rois: expected at least one of each, found {subjects} "
+                          f"and {rois}")
     out_dir = Path(out_dir)
     parcels = _parcel_table(int(cfg["n_parcels"]), list(rois))  # validates before any work
     tr, n_tr, n_runs = float(cfg["tr"]), int(cfg["trs_per_run"]), int(cfg["n_runs"])
@@ -489,12 +491,13 @@ def write_synthetic_fmri(
     n_bins = n_tr * OVERSAMPLING
     stimuli = [f"movie{i + 1:02d}" for i in range(n_runs)]
     latents: dict[str, dict[str, np.ndarray]] = {}
+    progress = Progress(log, n_runs, "stimulus")
     for i, stim in enumerate(stimuli):
-        _log(f"fmri: stimulus {i + 1}/{n_runs} ({n_frames} frames)")
         frames, lat = render_episode(n_frames, height, width, np.random.default_rng([seed, 1, i]))
         write_video(out_dir / "stimuli" / f"{stim}.mkv", frames, fps)
         latents[stim] = lat
-    _standardise_latents(latents)
+        progress.update(i + 1, f"{stim} ({n_frames} frames)")
+    standardise_latents(latents)
     x_fine = {
         s: {f: fine_grid_latents(latent_matrix(lat, (f,)), fps, tr / OVERSAMPLING, n_bins)
             for f in LATENT_NAMES}
@@ -503,11 +506,12 @@ def write_synthetic_fmri(
     runs = _run_table(list(subjects), stimuli, n_test, n_tr)
     write_tsv(out_dir / "parcels.tsv", parcels)
     write_atlas(out_dir / "atlas.nii.gz", synthetic_atlas(parcels, seed=seed))
+    progress = Progress(log, len(subjects), "subject")
     for k, subject in enumerate(subjects):
-        _log(f"fmri: subject {k + 1}/{len(subjects)} ({subject})")
         snr = cfg["snr"][k % len(cfg["snr"])]
         _write_subject(out_dir, subject, runs[runs["subject"] == subject], x_fine, parcels,
                        cfg, snr, seed, k, fmri_cfg)
+        progress.update(k + 1, subject)
     write_tsv(out_dir / "runs.tsv", runs)
 
 

@@ -37,6 +37,7 @@ The compute-optimal allocation (minimise ``L`` under ``6 N D = C``) is, in close
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -50,6 +51,7 @@ import numpy as np
 __all__ = [
     "PlantedLaw",
     "check_world",
+    "noise_rng",
     "planted_features",
     "random_features",
     "surrogate_score",
@@ -316,6 +318,14 @@ def planted_features(
     z = _standardise(latents)
     s = math.sqrt(excess)
     return {k: (x + s * rng.standard_normal(x.shape)).astype(np.float32) for k, x in z.items()}
+
+
+def noise_rng(study_seed: int, name: str) -> np.random.Generator:
+    """The generator of one reference point's noise: keyed by the study seed and the name,
+    so every point (and every seed of it) has its own independent realisation."""
+    digest = hashlib.sha256(name.encode()).digest()
+    words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
+    return np.random.default_rng([int(study_seed), 14, *words])
 
 
 def random_features(

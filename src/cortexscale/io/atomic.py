@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from cortexscale.errors import CortexscaleError
+from cortexscale.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class UnwritableOutputError(CortexscaleError, PermissionError):
+    """An output folder in which the stage cannot create its files; nothing was computed."""
 
 
 def _umask() -> int:
@@ -98,7 +106,7 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """Remove the temporaries of ``path`` that an interrupted write left behind.
 
     Call it only where no other process writes ``path`` at the same time (at the start of
-    the stage that owns the output). Each removal is reported on stderr.
+    the stage that owns the output). Each removal is logged.
 
     Returns
     -------
@@ -111,8 +119,7 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
         else:
             tmp.unlink(missing_ok=True)
         removed.append(tmp)
-        print(f"removed {tmp}: a temporary of {Path(path).name} left by an interrupted run",
-              file=sys.stderr, flush=True)
+        log.info(f"removed {tmp}: a temporary of {Path(path).name} left by an interrupted run")
     return removed
 
 
@@ -135,9 +142,9 @@ def check_writable(folder: str | os.PathLike, what: str = "the stage's outputs")
 
     Raises
     ------
-    PermissionError
-        Naming the folder, what was to be written and why it cannot be (read-only file
-        system, permission denied, a file in the way, disk full...).
+    UnwritableOutputError
+        A ``PermissionError`` naming the folder, what was to be written and why it cannot
+        be (read-only file system, permission denied, a file in the way, disk full...).
     """
     folder = Path(folder)
     existing = folder.absolute()
@@ -152,7 +159,7 @@ def check_writable(folder: str | os.PathLike, what: str = "the stage's outputs")
         Path(probe).unlink(missing_ok=True)
     except OSError as err:
         reason = err.strerror or type(err).__name__
-        raise PermissionError(
+        raise UnwritableOutputError(
             f"output folder {folder} is not writable ({reason}: {existing}); "
             f"expected a folder where {what} can be created; nothing was computed"
         ) from err

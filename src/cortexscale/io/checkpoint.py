@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from cortexscale.errors import InputError, MissingInputError
+
 __all__ = ["REFUSED", "load_checkpoint", "refused_global"]
 
 #: The second half of the message about a pickle that ``weights_only=True`` refuses.
@@ -78,7 +80,7 @@ def load_checkpoint(path: str | os.PathLike, expected: str,
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; expected {expected}")
+        raise MissingInputError(f"{path} does not exist; expected {expected}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
@@ -87,13 +89,13 @@ def load_checkpoint(path: str | os.PathLike, expected: str,
             raise
         refused = refused_global(err)
         if refused is not None:
-            raise ValueError(f"{path}: expected {expected}; "
+            raise InputError(f"{path}: expected {expected}; "
                              + REFUSED.format(what=f" ({refused})")) from err
         first = _first_line(err)
-        raise ValueError(
+        raise InputError(
             f"{path} is not a readable torch checkpoint (truncated or corrupt? "
             f"{path.stat().st_size} bytes); expected {expected}; torch says: {first}"
         ) from err
     if not isinstance(ckpt, dict):
-        raise ValueError(f"{path}: expected {expected} (a dict), found {type(ckpt).__name__}")
+        raise InputError(f"{path}: expected {expected} (a dict), found {type(ckpt).__name__}")
     return ckpt

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import h5py
 
+from cortexscale.errors import InputError, MissingInputError
+
 __all__ = ["open_h5"]
 
 
@@ -27,11 +29,11 @@ def open_h5(path: str | os.PathLike, expected: str = "an HDF5 file") -> Iterator
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; expected {expected}")
+        raise MissingInputError(f"{path} does not exist; expected {expected}")
     try:
         f = h5py.File(path, "r")
     except OSError as err:
-        raise ValueError(
+        raise InputError(
             f"{path} is not a readable HDF5 file (truncated or corrupt? {path.stat().st_size} "
             f"bytes); expected {expected}; HDF5 says: {err}"
         ) from err
@@ -40,7 +42,7 @@ def open_h5(path: str | os.PathLike, expected: str = "an HDF5 file") -> Iterator
     except OSError as err:
         if type(err) is not OSError:  # e.g. FileNotFoundError of another file: not ours
             raise
-        raise ValueError(
+        raise InputError(
             f"{path}: reading failed (truncated or corrupt file?); expected {expected}; "
             f"HDF5 says: {err}"
         ) from err

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from cortexscale.errors import InputError, MissingInputError
 from cortexscale.io.atomic import atomic_path
 
 __all__ = [
@@ -49,17 +50,17 @@ def _check_frames(frames: np.ndarray, name: str = "frames") -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(
-            f"{name} must have shape (n_frames, height, width, 3), got {frames.shape}"
+            f"{name}: expected shape (n_frames, height, width, 3), found {frames.shape}"
         )
     if frames.dtype != np.uint8:
-        raise ValueError(f"{name} must be uint8, got {frames.dtype}")
+        raise ValueError(f"{name}: expected uint8, found {frames.dtype}")
     return np.ascontiguousarray(frames)
 
 
 def _as_rate(fps: float) -> Fraction:
     """A frame rate as a fraction (``29.97`` -> ``2997/100``)."""
     if not np.isfinite(fps) or fps <= 0:
-        raise ValueError(f"fps must be a positive finite number, got {fps!r}")
+        raise ValueError(f"fps: expected a positive finite number, found {fps!r}")
     return Fraction(fps).limit_denominator(1001)
 
 
@@ -150,7 +151,7 @@ def _check_complete(path: Path, n_found: int, stated: tuple[int | None, str], ra
         return
     tolerance = max(2, int(np.ceil(SHORTFALL_TOLERANCE_S * rate)))
     if n_found < n_stated - tolerance:
-        raise ValueError(
+        raise InputError(
             f"video file {path} is shorter than its container states (truncated?): "
             f"{source} promises {n_stated} frames, {n_found} {what}; expected at least "
             f"{n_stated - tolerance} (tolerance {SHORTFALL_TOLERANCE_S:g} s)"
@@ -167,18 +168,18 @@ def _video_stream(path: Path, verb: str) -> Iterator[tuple[Any, Any, float]]:
     import av
 
     if not path.is_file():
-        raise FileNotFoundError(f"video file {path} does not exist")
+        raise MissingInputError(f"video file {path} does not exist")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise ValueError(f"video file {path} has no video stream")
+                raise InputError(f"video file {path} has no video stream")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             if rate is None:
-                raise ValueError(f"video file {path} does not state a frame rate")
+                raise InputError(f"video file {path} does not state a frame rate")
             yield container, stream, float(rate)
     except av.error.FFmpegError as err:
-        raise ValueError(f"could not {verb} video file {path}: {err}") from err
+        raise InputError(f"could not {verb} video file {path}: {err}") from err
 
 
 def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
@@ -209,7 +210,7 @@ def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
         stated = stated_frames(container, stream, rate)
         frames = [_to_rgb(f) for f in container.decode(stream)]
     if not frames:
-        raise ValueError(f"video file {path} contains no decodable frames")
+        raise InputError(f"video file {path} contains no decodable frames")
     _check_complete(path, len(frames), stated, rate, "decoded")
     return np.stack(frames), rate
 
@@ -233,7 +234,7 @@ def frame_times_index(n_src: int, src_fps: float, dst_fps: float) -> np.ndarray:
         ``n_dst = round(n_src * dst_fps / src_fps)`` (at least 1).
     """
     if n_src < 1:
-        raise ValueError(f"need at least one source frame, got {n_src}")
+        raise ValueError(f"source frames: expected at least one, found {n_src}")
     n_dst = max(1, int(round(n_src * dst_fps / src_fps)))
     t = np.arange(n_dst) / dst_fps
     idx = np.floor(t * src_fps + 0.5 + 1e-9).astype(np.int64)
@@ -287,7 +288,7 @@ def resample_frames(
     _as_rate(src_fps)
     _as_rate(dst_fps)
     if int(height) < 1 or int(width) < 1:
-        raise ValueError(f"height and width must be positive, got {height}x{width}")
+        raise ValueError(f"height and width: expected positive, found {height}x{width}")
     idx = frame_times_index(frames.shape[0], src_fps, dst_fps)
     return _resize(np.ascontiguousarray(frames[idx]), int(height), int(width))
 
@@ -321,7 +322,7 @@ def video_info(path: str | os.PathLike) -> tuple[int, float]:
         stated = stated_frames(container, stream, rate)
         n = sum(1 for p in container.demux(stream) if p.size)
     if n == 0:
-        raise ValueError(f"video file {path} contains no frames")
+        raise InputError(f"video file {path} contains no frames")
     _check_complete(path, n, stated, rate, "stored")
     return n, rate
 
@@ -371,7 +372,7 @@ def read_video_resampled(
     if pending:
         out.append(_resize(np.stack(pending), int(height), int(width)))
     if n_src == 0:
-        raise ValueError(f"video file {path} contains no decodable frames")
+        raise InputError(f"video file {path} contains no decodable frames")
     _check_complete(path, n_src, stated, src_fps, "decoded")
     n_dst = max(1, int(round(n_src * fps / src_fps)))
     frames = np.concatenate(out)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -48,7 +49,7 @@ from cortexscale.scaling.fits import MIN_X, too_few
 
 __all__ = [
     "COLUMNS", "MIN_BUDGETS", "allocation_table", "fit_parametric", "parabola_optima",
-    "power_law",
+    "power_law", "target_cubes",
 ]
 
 MIN_BUDGETS = 3
@@ -348,10 +349,52 @@ def _parametric_row(
     return row
 
 
+#: one target's cube: conditions, scores (n_cond, n_seeds, n_units), draws (n_boot, n_cond)
+Cube = tuple[pd.DataFrame, np.ndarray, np.ndarray | None]
+
+
+def target_cubes(
+    runs: pd.DataFrame, parcels: pd.DataFrame, n_boot: int, seed: int = 0
+) -> dict[str, Cube]:
+    """The score cube of each target (:data:`TARGETS`) of one family and precision, with
+    its hierarchical bootstrap draws (:mod:`cortexscale.scaling.bootstrap`).
+
+    Parameters
+    ----------
+    runs : DataFrame
+        The runs of one family and precision (``CONDITION`` columns, ``seed``,
+        ``final_val_loss``): the ``val_loss`` cube, one unit per run.
+    parcels : DataFrame
+        Their per-parcel scores (``CONDITION`` columns, ``seed``, ``subject``, ``roi``,
+        ``parcel``, ``r``): the ``score`` cube.
+    n_boot, seed : int
+        Bootstrap draws and their seed.
+
+    Returns
+    -------
+    cubes : dict
+        target -> ``(conditions, scores, draws)``: ``draws`` of shape (n_boot, n_cond), empty
+        when ``n_boot`` is 0, None when no condition has a finite mean (nothing to resample).
+    """
+    out = {}
+    for target in TARGETS:
+        if target == "score":
+            conds, scores = cube(parcels, CONDITION, "r")
+        else:
+            conds, scores = cube(runs.assign(subject="", roi="", parcel=0), CONDITION,
+                                 "final_val_loss")
+        draws = None
+        if np.isfinite(point_means(scores)).any():
+            draws = (draw_means(scores, n_boot, seed=seed) if n_boot > 0
+                     else np.empty((0, len(conds))))
+        out[target] = (conds, scores, draws)
+    return out
+
+
 def allocation_table(
     runs: pd.DataFrame, parcels: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
     level: float = 0.95, n_refit: int = 100, families: tuple[str, ...] = ("videogpt", "planted"),
-    parametric: bool = True,
+    parametric: bool = True, cubes: Mapping[tuple[str, str], dict[str, Cube]] | None = None,
 ) -> pd.DataFrame:
     """Approach 2 and 3 for every family, precision and target (see the module docstring).
 
@@ -375,6 +418,10 @@ def allocation_table(
         Families analysed (the latents and random references have no N or D).
     parametric : bool
         Also fit approach 3 (False: the IsoFLOP rows only).
+    cubes : mapping, optional
+        (family, precision) -> :func:`target_cubes` of that family's ``runs`` and
+        ``parcels`` with this ``n_boot`` and ``seed``, when already computed (the IsoFLOP
+        profiles share them); the others are computed here.
 
     Returns
     -------
@@ -388,13 +435,12 @@ def allocation_table(
         fam_parcels = parcels[(parcels["family"] == family) & (parcels["precision"] == precision)]
         extra = fam_runs.groupby(CONDITION)[["tokens_seen", "train_flops"]].mean()
         isoflop = bool((fam_runs["budget"] > 0).all())
+        shared = (cubes or {}).get((family, precision))
+        if shared is None:
+            shared = target_cubes(fam_runs, fam_parcels, n_boot, seed)
         for target, kind in TARGETS.items():
             base = {"family": family, "precision": precision, "target": target}
-            if target == "score":
-                conds, scores = cube(fam_parcels, CONDITION, "r")
-            else:
-                conds, scores = cube(fam_runs.assign(subject="", roi="", parcel=0), CONDITION,
-                                     "final_val_loss")
+            conds, scores, draws = shared[target]
             conds = conds.join(extra, on=CONDITION)
             means = point_means(scores)
             n_seeds = int(np.any(np.isfinite(scores), axis=(0, 2)).sum())
@@ -404,8 +450,6 @@ def allocation_table(
                                        method="isoflop_parabola",
                                        status=f"no finite {target} for this family"))
                 continue
-            draws = draw_means(scores, n_boot, seed=seed) if n_boot > 0 else np.empty((0,
-                                                                                        len(conds)))
             if isoflop:
                 rows += _isoflop_rows(conds, means, draws, kind, dict(base), level)
             else:

@@ -1,42 +1,51 @@
 """The study's answer: scaling fits, the compute frontier, the allocation, factor tests.
 
-Reads the tidy tables written by :func:`cortexscale.scaling.table.aggregate` and writes
+From the tidy tables (:mod:`cortexscale.scaling.table`), :func:`analyse_tables` computes
 
-- ``scaling_fits.tsv``: log-linear and saturating fits of the ROI-mean score against data
+- ``scaling_fits``: log-linear and saturating fits of the ROI-mean score against data
   size (per model configuration and precision), parameter count (per data size and
   precision; not within an IsoFLOP budget, where :mod:`~cortexscale.scaling.allocation`
   takes over) and training compute, per family (VideoGPT, planted reference), per subject
   and ROI, per ROI pooled over subjects and pooled over everything (subject and ROI
-  ``(pooled)``, :data:`cortexscale.config.POOLED`; every parcel once where ROIs overlap);
+  ``(pooled)``, :data:`cortexscale.labels.POOLED`; every parcel once where ROIs overlap);
   the validation loss
   along the same axes (``target = val_loss``, pooled level); intervals from the bootstrap
   over seeds and parcels (:mod:`~cortexscale.scaling.bootstrap`).
-- ``frontier.tsv``: every condition's score (mean over seeds and subjects), normalised
+- ``fit_curves``: the log-linear fits as curves with bands (for the fits figure).
+- ``frontier``: every condition's score (mean over seeds and subjects), normalised
   score, compute, bootstrap interval, and whether it is on the Pareto frontier.
-- ``isoflop.tsv``: the IsoFLOP profiles (target per budget and N, with intervals);
-  ``allocation.tsv``: approaches 2 and 3 (:mod:`~cortexscale.scaling.allocation`).
-- ``comparisons.tsv``: paired tests on run pairs (:mod:`cortexscale.scaling.stats`).
-- ``summary.md``: each finding in a sentence (:mod:`cortexscale.scaling.summary`).
+- ``isoflop``: the IsoFLOP profiles (target per budget and N, with intervals);
+  ``allocation``: approaches 2 and 3 (:mod:`~cortexscale.scaling.allocation`).
+- ``comparisons``: paired tests on run pairs (:mod:`cortexscale.scaling.stats`).
+
+The analysis stage (:mod:`cortexscale.stages.analysis`) reads the tables, writes these and
+the summary (:mod:`cortexscale.scaling.summary`) and draws the figures.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-from pathlib import Path
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from cortexscale.config import POOLED
-from cortexscale.io.atomic import atomic_path
-from cortexscale.scaling.allocation import CONDITION, allocation_table
+from cortexscale.labels import POOLED
+from cortexscale.logs import get_logger
+from cortexscale.scaling.allocation import CONDITION, Cube, allocation_table, target_cubes
 from cortexscale.scaling.bootstrap import cube, draw_means, percentile_ci, point_means
 from cortexscale.scaling.fits import MIN_X, bootstrap_fit, prediction_band
 from cortexscale.scaling.frontier import pareto_front
 from cortexscale.scaling.stats import compare_factors
-from cortexscale.scaling.table import GRID_COLUMNS, write_table
+from cortexscale.scaling.table import GRID_COLUMNS
+
+__all__ = [
+    "Analysis", "analyse_tables", "fit_curves", "frontier_table", "isoflop_curves",
+    "runs_table", "scaling_fits", "unique_parcels",
+]
+
+log = get_logger(__name__)
 
 MODEL = ["hidden", "layers", "heads"]
 # axis (the x column) -> the columns that define one series along that axis
@@ -211,20 +220,29 @@ def frontier_table(table: pd.DataFrame, parcels: pd.DataFrame | None = None,
                            kind="stable").reset_index(drop=True)
 
 
-def isoflop_curves(runs: pd.DataFrame, parcels: pd.DataFrame, n_boot: int = 200,
-                   seed: int = 0) -> pd.DataFrame:
+def isoflop_curves(
+    runs: pd.DataFrame, parcels: pd.DataFrame, n_boot: int = 200, seed: int = 0,
+    cubes: Mapping[tuple[str, str], dict[str, Cube]] | None = None,
+) -> pd.DataFrame:
     """The IsoFLOP profiles: per family, precision, target, budget and N the mean over
-    seeds (and parcels) with its bootstrap interval; empty when nothing has a budget."""
+    seeds (and parcels) with its bootstrap interval; empty when nothing has a budget.
+
+    ``cubes`` (optional) holds the :func:`~cortexscale.scaling.allocation.target_cubes` of
+    (family, precision) already computed from the same ``runs``, ``parcels``, ``n_boot`` and
+    ``seed`` (by :func:`~cortexscale.scaling.allocation.allocation_table`'s caller); one is
+    used where every run of its family and precision has a budget (the profiles' runs).
+    """
     rows = []
     for (family, precision), fr in runs[runs["budget"] > 0].groupby(["family", "precision"]):
         fp = parcels[(parcels["family"] == family) & (parcels["precision"] == precision)]
-        for target, (conds, scores) in {
-            "score": cube(fp, CONDITION),
-            "val_loss": cube(fr.assign(subject="", roi="", parcel=0), CONDITION,
-                             "final_val_loss"),
-        }.items():
+        n_runs = ((runs["family"] == family) & (runs["precision"] == precision)).sum()
+        shared = (cubes or {}).get((family, precision)) if len(fr) == n_runs else None
+        if shared is None:
+            shared = target_cubes(fr, fp, n_boot, seed)
+        for target in ("score", "val_loss"):
+            conds, scores, draws = shared[target]
             mean = point_means(scores)
-            lo, hi = (percentile_ci(draw_means(scores, n_boot, seed=seed)) if n_boot > 0
+            lo, hi = (percentile_ci(draws) if n_boot > 0 and draws is not None
                       else (np.full(mean.shape, np.nan),) * 2)
             n_seeds = np.isfinite(scores).any(axis=2).sum(axis=1)
             for i, c in enumerate(conds.itertuples(index=False)):
@@ -236,113 +254,66 @@ def isoflop_curves(runs: pd.DataFrame, parcels: pd.DataFrame, n_boot: int = 200,
     return pd.DataFrame(rows, columns=cols)
 
 
-def _runs(table: pd.DataFrame) -> pd.DataFrame:
+def runs_table(table: pd.DataFrame) -> pd.DataFrame:
     """One row per run (grid point with its seed) with the grid and summary columns."""
     return table.drop_duplicates("grid")[[*GRID_COLUMNS, *RUN_KEYS]].reset_index(drop=True)
 
 
-def _read_optional(path: str | os.PathLike | None) -> pd.DataFrame | None:
-    if path is None:
-        return None
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained-arm table {path} does not exist")
-    return pd.read_csv(path, sep="\t")
+@dataclass(frozen=True)
+class Analysis:
+    """The analysis tables of a study (see the module docstring), in the order written."""
+
+    scaling_fits: pd.DataFrame
+    fit_curves: pd.DataFrame
+    frontier: pd.DataFrame
+    isoflop: pd.DataFrame
+    allocation: pd.DataFrame
+    comparisons: pd.DataFrame
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Table name (the file stem) -> table."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
-def read_planted(summaries: list[str | os.PathLike] | None) -> dict | None:
-    """The planted law's truth: the ``planted`` dict of the first reference summary that
-    has one (``results/reference/{name}/summary.json``); None when none has it."""
-    for p in summaries or []:
-        try:
-            obj = json.loads(Path(p).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"reference summary {p} cannot be read: {exc}") from None
-        if isinstance(obj.get("planted"), dict):
-            return obj["planted"]
-    return None
-
-
-def analyse(
-    table_tsv: str | os.PathLike, parcels_tsv: str | os.PathLike, out_dir: str | os.PathLike,
-    summary_md: str | os.PathLike, frontier_png: str | os.PathLike | None = None,
-    n_boot: int = 1000, seed: int = 0, study: str = "study",
-    pretrained_tsv: str | os.PathLike | None = None,
-    pretrained_sample_size_tsv: str | os.PathLike | None = None,
-    pretrained_fits_tsv: str | os.PathLike | None = None,
-    reference_summaries: list[str | os.PathLike] | None = None,
-    isoflop_png: str | os.PathLike | None = None,
-    allocation_png: str | os.PathLike | None = None,
-) -> None:
-    """Run every analysis and write its tables, the summary and the figures.
+def analyse_tables(
+    table: pd.DataFrame, parcels: pd.DataFrame, n_boot: int = 1000, seed: int = 0
+) -> Analysis:
+    """Run every analysis of the study.
 
     Parameters
     ----------
-    table_tsv, parcels_tsv : path-like
-        ``tables/encoding.tsv`` and ``tables/parcels.tsv`` of the study.
-    out_dir : path-like
-        Folder of the analysis tables (``scaling_fits``, ``fit_curves``, ``frontier``,
-        ``isoflop``, ``allocation``, ``comparisons``; TSV and Parquet).
-    summary_md : path-like
-        The findings in sentences.
-    frontier_png : path-like, optional
-        The compute-frontier figure; the fits figure ``scaling_fits.png`` goes beside it.
+    table : DataFrame
+        The tidy table (``TABLE_COLUMNS`` of :mod:`cortexscale.scaling.table`), one row per
+        run x subject x ROI.
+    parcels : DataFrame
+        The per-parcel table (``PARCEL_COLUMNS``), one row per run x subject x parcel.
     n_boot, seed : int
         Bootstrap draws and their seed.
-    study : str
-        Name of the study, for the summary's title.
-    pretrained_tsv, pretrained_sample_size_tsv, pretrained_fits_tsv : path-like, optional
-        The pretrained-model arm's tables (when the study has pretrained models).
-    reference_summaries : list of path-like, optional
-        ``results/reference/{name}/summary.json``: the planted truth (key ``planted``).
-    isoflop_png, allocation_png : path-like, optional
-        The IsoFLOP-profile figure and the N*(C), D*(C) figure.
+
+    Returns
+    -------
+    analysis : Analysis
     """
-    table = pd.read_csv(table_tsv, sep="\t")
-    parcels = pd.read_csv(parcels_tsv, sep="\t")
-    if table.empty or parcels.empty:
-        raise ValueError(f"{table_tsv} or {parcels_tsv} has no rows; nothing to analyse")
-    runs = _runs(table)
+    runs = runs_table(table)
     parcels = parcels.join(runs.set_index("grid")[RUN_KEYS], on="grid")
-    out_dir = Path(out_dir)
-    print(f"analyse: fitting scaling laws ({n_boot} bootstrap draws)", file=sys.stderr)
+    log.info(f"fitting scaling laws ({n_boot} bootstrap draws)")
     fits = scaling_fits(parcels, n_boot=n_boot, seed=seed, runs=runs)
     frontier = frontier_table(table, parcels, n_boot=min(n_boot, 200), seed=seed)
-    print("analyse: compute-optimal allocation", file=sys.stderr)
+    log.info("compute-optimal allocation")
     # pooled over the study's ROIs: every parcel once, also where ROIs overlap
     once = unique_parcels(parcels)
+    # the cubes and bootstrap draws of the IsoFLOP families, made once for both tables
+    cubes = {
+        (family, precision): target_cubes(
+            fr, once[(once["family"] == family) & (once["precision"] == precision)], n_boot,
+            seed)
+        for (family, precision), fr in runs.groupby(["family", "precision"], sort=True)
+        if family in SCALED and (fr["budget"] > 0).all()
+    }
     allocation = allocation_table(runs, once, n_boot=n_boot, seed=seed,
-                                  n_refit=min(n_boot, 100))
-    isoflop = isoflop_curves(runs, once, n_boot=n_boot, seed=seed)
+                                  n_refit=min(n_boot, 100), families=SCALED, cubes=cubes)
+    isoflop = isoflop_curves(runs, once, n_boot=n_boot, seed=seed, cubes=cubes)
     comparisons = compare_factors(once[once["family"] == "videogpt"], seed=seed)
     curves = fit_curves(parcels, n_boot=n_boot, seed=seed)
-    for name, df in (("scaling_fits", fits), ("fit_curves", curves), ("frontier", frontier),
-                     ("isoflop", isoflop), ("allocation", allocation),
-                     ("comparisons", comparisons)):
-        write_table(df, out_dir / f"{name}.tsv")
-    from cortexscale.scaling.summary import summary_markdown
-
-    text = summary_markdown(
-        table, fits, frontier, allocation, comparisons, study,
-        pretrained=_read_optional(pretrained_tsv),
-        pretrained_sample_size=_read_optional(pretrained_sample_size_tsv),
-        pretrained_fits=_read_optional(pretrained_fits_tsv),
-        planted=read_planted(reference_summaries),
-    )
-    with atomic_path(summary_md) as tmp:
-        tmp.write_text(text)
-    from cortexscale.report.figures import plot_allocation, plot_fits, plot_frontier, plot_isoflop
-
-    if frontier_png is not None:
-        plot_frontier(frontier, frontier_png)
-        plot_fits(curves, Path(frontier_png).with_name("scaling_fits.png"))
-    refs = table[table["family"].isin(["latents", "random"])]
-    ref_lines = refs.groupby("family")["mean_r"].mean().to_dict()
-    ceiling = float(table["ceiling_r"].mean()) if "ceiling_r" in table else None
-    if isoflop_png is not None:
-        if isoflop.empty:
-            raise ValueError(f"{isoflop_png}: the study has no IsoFLOP budgets (grid.mode "
-                             "isoflop or a planted reference) to draw")
-        plot_isoflop(isoflop, allocation, isoflop_png, ceiling=ceiling, references=ref_lines)
-    if allocation_png is not None:
-        plot_allocation(allocation, allocation_png)
+    return Analysis(scaling_fits=fits, fit_curves=curves, frontier=frontier, isoflop=isoflop,
+                    allocation=allocation, comparisons=comparisons)

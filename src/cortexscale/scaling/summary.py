@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cortexscale.config import POOLED
+from cortexscale.labels import POOLED
 from cortexscale.scaling.stats import NO_EFFECT, t_half_width, verdict
 
 __all__ = ["summary_markdown"]

@@ -1,9 +1,8 @@
 """Small utilities shared by the training stages (tokenizer, pretraining).
 
-The API is deliberately small:
+The API is deliberately small (the device: :func:`cortexscale.models.device.setup_device`):
 
 - :func:`set_seed` seeds Python, NumPy and torch (CPU and CUDA).
-- :func:`setup_device` validates a device string, sets torch's thread count, returns the device.
 - :func:`autocast_context` is a no-op for ``fp32`` and ``torch.autocast`` for ``bf16``/``fp16``.
 - :func:`grad_scaler` is a ``torch.amp.GradScaler`` that is enabled only for ``fp16``.
 - :func:`reset_peak_memory` / :func:`peak_memory_mb` measure peak memory (CUDA allocator on a
@@ -41,42 +40,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 -- legacy global RNG, for third-party code
     torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def setup_device(device: str = "cpu", threads: int = 1) -> torch.device:
-    """Validate ``device``, set torch's intra-op thread count, and return the device.
-
-    Parameters
-    ----------
-    device : str
-        ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-    threads : int
-        Number of CPU threads torch may use (``torch.set_num_threads``), >= 1.
-
-    Returns
-    -------
-    device : torch.device
-    """
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ValueError(f"threads: expected an int >= 1, found {threads!r}")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', found {device!r}") from err
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', found {device!r}")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device: {device!r} requested but CUDA is not available")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device: {device!r} requested but only {torch.cuda.device_count()} "
-                "CUDA device(s) are visible"
-            )
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    torch.set_num_threads(threads)
-    return dev
 
 
 def _check_precision(precision: str) -> None:

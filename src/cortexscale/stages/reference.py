@@ -1,5 +1,6 @@
-"""The reference-features stage: ``results/features/{name}.h5`` and its summary for one
-reference point (planted law, true latents, random features) of the synthetic world.
+"""The reference stage (``workflow/rules/reference.smk``): ``results/features/{name}.h5`` and
+its summary for one reference point (planted law, true latents, random features) of the
+synthetic world; the maths is :mod:`cortexscale.features.planted`.
 
 The features file has the layout of the VideoGPT features stage (docs/formats.md,
 "Features"): ``/{stimulus}/layer0`` float32 ``(n_TR, 17)`` for every stimulus of the fMRI
@@ -14,47 +15,37 @@ at this point's budget).
 
 from __future__ import annotations
 
-import hashlib
+import argparse
 import math
 import os
-import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import h5py
-import numpy as np
+from cortexscale.errors import ConfigError, InputError, MissingInputError
+from cortexscale.logs import get_logger
+from cortexscale.stages.common import settings
 
-from cortexscale.data.fmri import FmriDataset
-from cortexscale.features.planted import (
-    PlantedLaw,
-    check_world,
-    planted_features,
-    random_features,
-    tr_latents,
-    world_latents,
-)
-from cortexscale.io.atomic import atomic_path, write_json
-from cortexscale.io.hdf5 import open_h5
-from cortexscale.io.provenance import provenance
-from cortexscale.references import PLANTED_DEFAULTS, parse_reference
+if TYPE_CHECKING:
+    import numpy as np
 
-__all__ = ["noise_rng", "write_reference"]
+    from cortexscale.data.fmri import FmriDataset
 
+__all__ = ["cmd_reference_features", "register", "write_reference"]
 
-def noise_rng(study_seed: int, name: str) -> np.random.Generator:
-    """The generator of one reference point's noise: keyed by the study seed and the name,
-    so every point (and every seed of it) has its own independent realisation."""
-    digest = hashlib.sha256(name.encode()).digest()
-    words = [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
-    return np.random.default_rng([int(study_seed), 14, *words])
+log = get_logger(__name__)
 
 
 def _check_world_truth(ds: FmriDataset, fine: dict[str, np.ndarray]) -> None:
     """Every subject's recorded signal must come from these latents."""
+    from cortexscale.features.planted import check_world
+    from cortexscale.io.hdf5 import open_h5
+
     for subject in ds.subjects:
         path = ds.root / "truth" / f"{subject}.h5"
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"{path} does not exist: reference features need the synthetic world's truth "
                 "(fmri.source synthetic)"
             )
@@ -92,19 +83,39 @@ def write_reference(
 
     Raises
     ------
-    ValueError
-        If ``name`` is not a reference name, the fMRI source is not synthetic, or the
-        dataset was not made by these sections (:func:`check_world`).
+    ConfigError
+        If ``name`` is not a reference name or the fMRI source is not synthetic.
+    InputError
+        If the dataset was not made by these sections
+        (:func:`~cortexscale.features.planted.check_world`).
+    MissingInputError
+        If a subject's truth file (``truth/{subject}.h5``) is missing.
     """
+    import h5py
+    import numpy as np
+
+    from cortexscale.data.fmri import FmriDataset
+    from cortexscale.features.planted import (
+        PlantedLaw,
+        noise_rng,
+        planted_features,
+        random_features,
+        tr_latents,
+        world_latents,
+    )
+    from cortexscale.io.atomic import atomic_path, write_json
+    from cortexscale.io.provenance import provenance
+    from cortexscale.references import PLANTED_DEFAULTS, parse_reference
+
     t0 = time.perf_counter()
     point = parse_reference(name)
     if point is None:
-        raise ValueError(f"{name!r} is not a reference name: expected "
+        raise ConfigError(f"{name!r} is not a reference name: expected "
                          "'planted_c<budget>_n<n_params>_s<seed>', 'latents_s<seed>' or "
                          "'random_s<seed>'")
     fmri, corpus = sections["fmri"], sections["corpus"]
     if fmri.get("source") != "synthetic":
-        raise ValueError(f"reference features exist only for fmri.source synthetic; "
+        raise ConfigError(f"reference features exist only for fmri.source synthetic; "
                          f"found {fmri.get('source')!r}")
     seed = int(sections.get("seed", 0))
     ref = sections.get("reference") or {}
@@ -115,7 +126,7 @@ def write_reference(
                          corpus["width"])
     missing = sorted(set(ds.stimuli) - set(fine))
     if missing:
-        raise ValueError(f"{ds.root / 'runs.tsv'} names stimuli {missing} that the synthetic "
+        raise InputError(f"{ds.root / 'runs.tsv'} names stimuli {missing} that the synthetic "
                          f"world of this config does not have ({sorted(fine)})")
     _check_world_truth(ds, fine)
     z = {s: tr_latents(fine[s], ds.stimulus_n_tr(s)) for s in ds.stimuli}  # (n_TR, 17)
@@ -160,6 +171,27 @@ def write_reference(
         **prov,
     }
     write_json(out_summary, summary)
-    print(f"[reference {name}] {point.kind}: {len(feats)} stimuli, loss {loss:.4g}, "
-          f"{summary['wall_time_s']:.1f}s", file=sys.stderr)
+    log.info(f"{name}: {point.kind}: {len(feats)} stimuli, loss {loss:.4g}, "
+             f"{summary['wall_time_s']:.1f}s")
     return summary
+
+
+def cmd_reference_features(args: argparse.Namespace) -> None:
+    """Write the features and the summary of the reference point ``--name``."""
+    s = settings(args, ["fmri", "corpus", "seed", "reference"])
+    from cortexscale.io.atomic import prepare_outputs
+
+    prepare_outputs([args.out, args.summary], "reference-features")
+    write_reference(args.name, s, args.fmri_root, args.out, args.summary)
+
+
+def register(add: Callable[..., argparse.ArgumentParser]) -> None:
+    """Declare the ``reference-features`` command (``add`` as in
+    :func:`cortexscale.cli.build_parser`)."""
+    p = add("reference-features", cmd_reference_features,
+            "features of a reference point of the synthetic world (planted law, latents, random)")
+    p.add_argument("--name", required=True, help="e.g. planted_c1e11_n20000_s0, latents_s0")
+    p.add_argument("--fmri-root", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="results/features/NAME.h5")
+    p.add_argument("--summary", required=True, type=Path,
+                   help="results/reference/NAME/summary.json")

@@ -1,4 +1,5 @@
-"""The encoding stage: features of one grid point + fMRI of one subject -> per-parcel r.
+"""The encoding stage (``workflow/rules/encoding.smk``): features of one grid point + fMRI of
+one subject -> per-parcel r.
 
 For every run of the subject the stimulus's features (``/{stimulus}/layer{k}`` of
 ``features.h5``) are cut to the run's TR count, z-scored per run and delayed (FIR);
@@ -9,36 +10,32 @@ to repeats of a test stimulus averaged. See ``docs/formats.md`` ("Encoding").
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
-import pandas as pd
 
 from cortexscale.config import section
-from cortexscale.data.fmri import FmriDataset
-from cortexscale.encoding.delays import make_delays, zscore_per_run
-from cortexscale.encoding.metrics import pearson_r
-from cortexscale.encoding.noise_ceiling import ncsnr, noise_ceiling_nsd, normalised_score
-from cortexscale.encoding.ridge import ridge_cv, ridge_predict
-from cortexscale.encoding.significance import block_permutation_test
-from cortexscale.io.atomic import prepare_outputs, write_json, write_tsv
-from cortexscale.io.hdf5 import open_h5
-from cortexscale.io.provenance import provenance
+from cortexscale.errors import ConfigError, InputError, MissingInputError
+from cortexscale.logs import get_logger
+from cortexscale.stages.common import settings
 
-__all__ = ["TSV_COLUMNS", "check_encoding_config", "run_encoding"]
+if TYPE_CHECKING:
+    import h5py
+
+    from cortexscale.data.fmri import FmriDataset
+
+__all__ = ["TSV_COLUMNS", "alpha_grid", "check_encoding_config", "register", "run_encoding"]
 
 TSV_COLUMNS = (
     "parcel", "roi", "r", "alpha", "n_train", "n_test", "noise_ceiling", "score_normalised",
     "p", "significant",
 )
 
-
-def _log(msg: str) -> None:
-    print(f"cortexscale encode: {msg}", file=sys.stderr)
+log = get_logger(__name__)
 
 
 # --------------------------------------------------------------------------- config
@@ -47,7 +44,7 @@ def check_encoding_config(cfg: dict[str, Any] | None) -> dict[str, Any]:
 
     Raises
     ------
-    ValueError
+    ConfigError
         On an unknown key or a value of the wrong type or range, naming the key, the
         allowed values and the value given.
     """
@@ -63,52 +60,29 @@ def alpha_grid(cfg: dict[str, Any]) -> np.ndarray:
 # --------------------------------------------------------------------------- features
 def _pick_layer(f: h5py.File, path: Path, layer: int | None) -> int:
     if "layers" not in f.attrs:
-        raise ValueError(f"{path} lacks the root attribute 'layers' (int array of kept blocks)")
+        raise InputError(f"{path} lacks the root attribute 'layers' (int array of kept blocks)")
     layers = [int(k) for k in np.atleast_1d(f.attrs["layers"])]
     if not layers:
-        raise ValueError(f"{path}: root attribute 'layers' is empty")
+        raise InputError(f"{path}: root attribute 'layers' is empty")
     if layer is None:
         return layers[-1]
     if int(layer) not in layers:
-        raise ValueError(f"{path}: layer {layer} is not stored; attribute 'layers' = {layers}")
+        raise InputError(f"{path}: layer {layer} is not stored; attribute 'layers' = {layers}")
     return int(layer)
 
 
 def _read_features(f: h5py.File, path: Path, stimulus: str, layer: int) -> np.ndarray:
     key = f"{stimulus}/layer{layer}"
     if key not in f:
-        raise KeyError(f"{path} has no dataset {key!r} (features of stimulus {stimulus!r})")
+        raise InputError(f"{path} has no dataset {key!r} (features of stimulus {stimulus!r})")
     x = f[key][()]
     if x.ndim != 2 or not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(
+        raise InputError(
             f"{path}[{key!r}] has shape {x.shape} and dtype {x.dtype}; expected float (n_TR, d)"
         )
     if not np.isfinite(x).all():
-        raise ValueError(f"{path}[{key!r}] holds NaN or inf; expected finite features")
+        raise InputError(f"{path}[{key!r}] holds NaN or inf; expected finite features")
     return x
-
-
-def _align(
-    feats: np.ndarray, resp: np.ndarray, run: str, key: str, feat_path: Path, resp_path: Path
-) -> tuple[np.ndarray, np.ndarray]:
-    """Cut features and responses of one run to a common TR count.
-
-    Features longer than the run are cut to the run (a stimulus's features cover its
-    longest run); features shorter by one TR trim the run's end; shorter by more is an error.
-    """
-    n_feat, n_resp = feats.shape[0], resp.shape[0]
-    if n_resp - n_feat > 1:
-        raise ValueError(
-            f"features {feat_path}[{key!r}] have {n_feat} TRs but run {run!r} in {resp_path} "
-            f"has {n_resp} TRs; at most 1 TR of difference is trimmed"
-        )
-    n = min(n_feat, n_resp)
-    if n_feat != n_resp:
-        _log(
-            f"run {run!r}: {n_resp} TRs in {resp_path}, {n_feat} in {feat_path}[{key!r}]; "
-            f"both cut to {n}"
-        )
-    return feats[:n], resp[:n]
 
 
 def _load_runs(ds: FmriDataset, features_h5: Path, subject: str, parcels: np.ndarray,
@@ -121,9 +95,12 @@ def _load_runs(ds: FmriDataset, features_h5: Path, subject: str, parcels: np.nda
     runs : list of dict
         ``run, stimulus, split, x (n_TR, d), y (n_TR, n_roi)`` per run, table order.
     """
+    from cortexscale.encoding.design import align
+    from cortexscale.io.hdf5 import open_h5
+
     runs = ds.runs[ds.runs["subject"] == subject]
     if runs.empty:
-        raise KeyError(f"subject {subject!r} has no runs in {ds.root / 'runs.tsv'}")
+        raise InputError(f"subject {subject!r} has no runs in {ds.root / 'runs.tsv'}")
     resp_path = ds.root / f"{subject}.h5"
     out = []
     with open_h5(features_h5, "a feature cache (cortexscale features)") as f:
@@ -132,66 +109,10 @@ def _load_runs(ds: FmriDataset, features_h5: Path, subject: str, parcels: np.nda
             key = f"{row.stimulus}/layer{layer}"
             x = _read_features(f, features_h5, row.stimulus, layer)
             y = ds.responses(subject, row.run)[:, parcels]
-            x, y = _align(x, y, row.run, key, features_h5, resp_path)
+            x, y = align(x, y, row.run, key, features_h5, resp_path)
             out.append({"run": row.run, "stimulus": row.stimulus, "split": row.split,
                         "x": x, "y": y})
     return layer, out
-
-
-# --------------------------------------------------------------------------- design
-def _design(runs: list[dict[str, Any]], delays: list[int]) -> tuple[np.ndarray, np.ndarray,
-                                                                      np.ndarray]:
-    """Concatenate runs: z-scored, delayed features (n, d * n_delays), z-scored responses
-    (n, v) and the run index per row (n,).
-
-    Raises
-    ------
-    ValueError
-        If a delay is as long as a run (the delayed copy would hold no sample of it).
-    """
-    longest = max(abs(int(d)) for d in delays)
-    for r in runs:
-        if longest >= r["x"].shape[0]:
-            raise ValueError(
-                f"encoding.delays: a delay of {longest} TRs does not fit run "
-                f"{r.get('run', r.get('stimulus'))!r} of {r['x'].shape[0]} TRs; expected delays "
-                f"shorter than the shortest run"
-            )
-    groups = np.concatenate([np.full(r["x"].shape[0], i) for i, r in enumerate(runs)])
-    x = zscore_per_run(np.concatenate([r["x"] for r in runs]).astype(np.float64), groups)
-    y = zscore_per_run(np.concatenate([r["y"] for r in runs]).astype(np.float64), groups)
-    return make_delays(x, delays, groups), y, groups
-
-
-def _average_repeats(test: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per test stimulus, responses averaged over its repeats (cut to the
-    shortest repeat); each repeat is z-scored before averaging."""
-    merged: dict[str, list[dict[str, Any]]] = {}
-    for r in test:
-        merged.setdefault(r["stimulus"], []).append(r)
-    out = []
-    for stimulus, reps in merged.items():
-        n = min(r["y"].shape[0] for r in reps)
-        y = np.mean([zscore_per_run(r["y"][:n].astype(np.float64)) for r in reps], axis=0)
-        out.append({"run": stimulus, "stimulus": stimulus, "x": reps[0]["x"][:n], "y": y,
-                    "n_repeats": len(reps)})
-    return out
-
-
-def _repeat_stack(test: list[dict[str, Any]]) -> np.ndarray | None:
-    """Z-scored test repeats stacked as (n_repeats, n_TR, v), stimuli concatenated in time;
-    None unless every test stimulus was shown the same number (>= 2) of times."""
-    merged: dict[str, list[np.ndarray]] = {}
-    for r in test:
-        merged.setdefault(r["stimulus"], []).append(r["y"])
-    counts = {len(reps) for reps in merged.values()}
-    if len(counts) != 1 or counts.pop() < 2:
-        return None
-    per_stimulus = []
-    for reps in merged.values():
-        n = min(y.shape[0] for y in reps)
-        per_stimulus.append(np.stack([zscore_per_run(y[:n].astype(np.float64)) for y in reps]))
-    return np.concatenate(per_stimulus, axis=1)
 
 
 # --------------------------------------------------------------------------- stage
@@ -229,28 +150,39 @@ def run_encoding(
     sidecar : dict
         What was written to the JSON sidecar.
     """
+    import pandas as pd
+
+    from cortexscale.data.fmri import FmriDataset
+    from cortexscale.encoding.design import average_repeats, design, repeat_stack
+    from cortexscale.encoding.metrics import pearson_r
+    from cortexscale.encoding.noise_ceiling import ncsnr, noise_ceiling_nsd, normalised_score
+    from cortexscale.encoding.ridge import ridge_cv, ridge_predict
+    from cortexscale.encoding.significance import block_permutation_test
+    from cortexscale.io.atomic import prepare_outputs, write_json, write_tsv
+    from cortexscale.io.provenance import provenance
+
     cfg = check_encoding_config(cfg)
     features_h5, out_tsv = Path(features_h5), Path(out_tsv)
     if not features_h5.is_file():
-        raise FileNotFoundError(f"features file {features_h5} does not exist")
+        raise MissingInputError(f"features file {features_h5} does not exist")
     prepare_outputs([out_tsv, out_tsv.with_suffix(".json")], "encode")
     ds = FmriDataset(fmri_root)
     parcels = ds.roi_parcels(roi)  # (v,)
     layer, runs = _load_runs(ds, features_h5, subject, parcels, layer)
     train = [r for r in runs if r["split"] == "train"]
-    repeats = _repeat_stack([r for r in runs if r["split"] == "test"])
-    test = _average_repeats([r for r in runs if r["split"] == "test"])
+    repeats = repeat_stack([r for r in runs if r["split"] == "test"])
+    test = average_repeats([r for r in runs if r["split"] == "test"])
     if len(train) < 2 or not test:
-        raise ValueError(
+        raise InputError(
             f"subject {subject!r} in {ds.root / 'runs.tsv'} has {len(train)} train run(s) and "
             f"{len(test)} test stimulus(es); need at least 2 train runs and 1 test stimulus"
         )
     n_folds = min(cfg["cv_folds"], len(train))
     if n_folds < cfg["cv_folds"]:
-        _log(f"cv_folds {cfg['cv_folds']} capped to the {len(train)} train runs")
+        log.info(f"cv_folds {cfg['cv_folds']} capped to the {len(train)} train runs")
 
-    x_train, y_train, groups = _design(train, cfg["delays"])
-    x_test, y_test, _ = _design(test, cfg["delays"])
+    x_train, y_train, groups = design(train, cfg["delays"])
+    x_test, y_test, _ = design(test, cfg["delays"])
     alphas = alpha_grid(cfg)
     fit = ridge_cv(x_train, y_train, groups, alphas, n_folds=n_folds, score=cfg["score"],
                    dtype=cfg["dtype"], chunk_size=cfg["chunk_size"], backend=cfg["backend"],
@@ -276,7 +208,8 @@ def run_encoding(
         p_values, significant = np.full(r.shape, np.nan), np.zeros(r.shape, dtype=bool)
     excluded = parcels[np.isnan(r)]
     if excluded.size:
-        _log(f"{excluded.size} parcel(s) excluded (constant or non-finite): {excluded.tolist()}")
+        log.info(f"{excluded.size} parcel(s) excluded (constant or non-finite): "
+                 f"{excluded.tolist()}")
 
     table = pd.DataFrame({
         "parcel": parcels, "roi": roi, "r": r, "alpha": fit.best_alpha,
@@ -305,3 +238,31 @@ def run_encoding(
     }
     write_json(out_tsv.with_suffix(".json"), sidecar)
     return sidecar
+
+
+# --------------------------------------------------------------------------- command
+def cmd_encode(args: argparse.Namespace) -> None:
+    s = settings(args, ["encoding"])
+    if len(args.roi) != len(args.out):
+        raise ConfigError(
+            f"encode: --out must give one table per --roi; expected {len(args.roi)} "
+            f"({', '.join(args.roi)}), found {len(args.out)}"
+        )
+    for roi, out in zip(args.roi, args.out, strict=True):
+        run_encoding(
+            args.features, args.fmri_root, args.subject, roi, out, s["encoding"],
+            grid=args.grid,
+        )
+
+
+def register(add: Callable[..., argparse.ArgumentParser]) -> None:
+    """Declare the stage's command, ``encode``, on the CLI (see :mod:`cortexscale.stages`)."""
+    p = add("encode", cmd_encode, "fit the ridge encoding models of one subject, per ROI",
+            threads=True)
+    p.add_argument("--grid", required=True)
+    p.add_argument("--subject", required=True)
+    p.add_argument("--roi", required=True, nargs="+", help="one or more ROIs")
+    p.add_argument("--features", required=True, type=Path)
+    p.add_argument("--fmri-root", required=True, type=Path)
+    p.add_argument("--out", required=True, nargs="+", type=Path,
+                   help="the per-parcel table of each ROI, in --roi order (sidecar beside)")

@@ -3,16 +3,16 @@
 A model is named by a local folder (``save_pretrained`` output) or a Hugging Face hub id
 that is already in the local cache; nothing is ever downloaded (``HF_HUB_OFFLINE=1``,
 ``local_files_only=True``). :func:`load_pretrained` returns the vision tower (the
-``vision_model`` of a full CLIP-like model) with its image processor; :func:`layer_maps`
-turns every hidden state into a feature map ``(B, C, H, W)``: transformer tokens without
-their prefix tokens (CLS, registers) laid back on the patch grid, convolutional stages as
-they are. :func:`max_pool_features` max-pools a map at a kernel size (stride = kernel,
-partial windows kept), the Matsuyama et al. (2023) reduction, and flattens it.
+``vision_model`` of a full CLIP-like model) with its image processor;
+:func:`hidden_state_count` gives its depth; :func:`layer_maps` turns every hidden state into
+a feature map ``(B, C, H, W)``: transformer tokens without their prefix tokens (CLS,
+registers) laid back on the patch grid, convolutional stages as they are (pooled by
+:mod:`cortexscale.features.hidden_states`).
 
- Weights are read only as safetensors or as
-weights-only torch ``.bin`` files (transformers calls ``torch.load(weights_only=True)``): a
-``.bin`` that pickles other objects is refused with a one-line error naming the file, and a
-truncated or corrupt weights file is named as such.
+Weights are read only as safetensors or as weights-only torch ``.bin`` files (transformers
+calls ``torch.load(weights_only=True)``): a ``.bin`` that pickles other objects is refused
+with a one-line error naming the file, and a truncated or corrupt weights file is named as
+such.
 
 :func:`build_tiny` makes the small randomly initialised models of the synthetic study and of
 the tests (ViT, CLIP vision, ConvNeXt, DINOv2), saved with ``save_pretrained``.
@@ -31,9 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from cortexscale.errors import ConfigError, InputError, MissingInputError
+
 __all__ = [
-    "ARCHITECTURES", "LoadedModel", "build_tiny", "count_parameters", "layer_maps",
-    "load_pretrained", "max_pool_features", "offline_hint", "resolve_layer_indices",
+    "ARCHITECTURES", "LoadedModel", "build_tiny", "count_parameters", "hidden_state_count",
+    "layer_maps", "load_pretrained", "offline_hint", "resolve_layer_indices",
 ]
 
 ARCHITECTURES = ("vit", "clip", "convnext", "dinov2")
@@ -117,16 +119,16 @@ def _weights_named(source: str, local: bool) -> str:
     return ", ".join(sized) if sized else f"{source} (no weight file)"
 
 
-def _weights_error(source: str, local: bool, err: BaseException) -> ValueError:
-    """A one-line ValueError for weights that could not be loaded: refused or damaged."""
+def _weights_error(source: str, local: bool, err: BaseException) -> InputError:
+    """A one-line InputError for weights that could not be loaded: refused or damaged."""
     from cortexscale.io.checkpoint import REFUSED, refused_global
 
     where = _weights_named(source, local)
     if isinstance(err, pickle.UnpicklingError) or refused_global(err) is not None:
         name = refused_global(err)
-        return ValueError(f"{where}: " + REFUSED.format(what=f" ({name})" if name else ""))
+        return InputError(f"{where}: " + REFUSED.format(what=f" ({name})" if name else ""))
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return ValueError(f"{where}: model weights are not readable (truncated or corrupt?); "
+    return InputError(f"{where}: model weights are not readable (truncated or corrupt?); "
                       f"expected safetensors or a weights-only torch checkpoint; {first}")
 
 
@@ -136,10 +138,10 @@ def load_pretrained(source: str | os.PathLike, device: str = "cpu",
 
     Raises
     ------
-    FileNotFoundError
+    MissingInputError
         A model id that is neither a folder nor cached locally (the message says how to
         make it available offline).
-    ValueError
+    InputError
         A model without hidden states of images (no ``pixel_values`` input); weights that
         are refused (a ``.bin`` pickling objects other than tensors) or truncated/corrupt,
         naming the file.
@@ -150,14 +152,14 @@ def load_pretrained(source: str | os.PathLike, device: str = "cpu",
     source = str(source)
     local = Path(source).is_dir()
     if not local and (source.startswith((".", "/", "~")) or source.count("/") > 1):
-        raise FileNotFoundError(f"model folder {source} does not exist")
+        raise MissingInputError(f"model folder {source} does not exist")
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=True)
     except OSError as err:
         if local:
-            raise FileNotFoundError(f"{source}: no readable config.json of a transformers "
+            raise MissingInputError(f"{source}: no readable config.json of a transformers "
                                     f"model ({err})") from err
-        raise FileNotFoundError(offline_hint(source)) from err
+        raise MissingInputError(offline_hint(source)) from err
     try:
         model = AutoModel.from_pretrained(source, local_files_only=True, dtype=dtype)
         processor = AutoImageProcessor.from_pretrained(source, local_files_only=True)
@@ -167,7 +169,7 @@ def load_pretrained(source: str | os.PathLike, device: str = "cpu",
         if local and (Path(source) / "preprocessor_config.json").is_file() and any(
                 p.suffix in _WEIGHT_SUFFIXES for p in Path(source).iterdir()):
             raise _weights_error(source, local, err) from err
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{source}: model weights or image processor (preprocessor_config.json) are "
             f"missing locally: {err}. {offline_hint(source) if not local else ''}".strip()
         ) from err
@@ -191,7 +193,7 @@ def _as_map(h: torch.Tensor, grid: tuple[int, int] | None, n_prefix: int | None)
     if h.ndim == 4:
         return h
     if h.ndim != 3:
-        raise ValueError(f"hidden state of shape {tuple(h.shape)}: expected (B, N, C) tokens "
+        raise InputError(f"hidden state of shape {tuple(h.shape)}: expected (B, N, C) tokens "
                          "or a (B, C, H, W) map")
     n = h.shape[1]
     if grid is not None and n - grid[0] * grid[1] >= 0:
@@ -209,7 +211,7 @@ def resolve_layer_indices(layers: list[int], n_layers: int, source: str = "model
 
     Raises
     ------
-    ValueError
+    ConfigError
         A layer outside the model's hidden states.
     """
     if not layers:
@@ -217,7 +219,7 @@ def resolve_layer_indices(layers: list[int], n_layers: int, source: str = "model
     out: list[int] = []
     for k in layers:
         if not -n_layers <= int(k) < n_layers:
-            raise ValueError(
+            raise ConfigError(
                 f"pretrained_models.layers: layer {k} does not exist in {source}, which has "
                 f"{n_layers} hidden states (0 = embeddings; valid: {-n_layers} .. "
                 f"{n_layers - 1})"
@@ -228,6 +230,26 @@ def resolve_layer_indices(layers: list[int], n_layers: int, source: str = "model
     return out
 
 
+def hidden_state_count(loaded: LoadedModel, device: str, dtype: torch.dtype) -> int:
+    """The number of hidden states the model returns (embeddings + blocks), from one
+    forward pass of a blank 32 x 32 image.
+
+    Raises
+    ------
+    InputError
+        A model that returns no hidden states.
+    """
+    blank = np.zeros((32, 32, 3), np.uint8)
+    pix = loaded.processor(images=[blank], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        out = loaded.model(pixel_values=pix.to(device, dtype), output_hidden_states=True)
+    hidden = getattr(out, "hidden_states", None)
+    if not hidden:
+        raise InputError(f"{loaded.source}: the model returns no hidden_states; only models "
+                         "that return hidden states of images are supported")
+    return len(hidden)
+
+
 @torch.no_grad()
 def layer_maps(loaded: LoadedModel, pixel_values: torch.Tensor) -> list[torch.Tensor]:
     """Every hidden state of a batch as a float32 map (B, C, H, W), embeddings first."""
@@ -236,21 +258,12 @@ def layer_maps(loaded: LoadedModel, pixel_values: torch.Tensor) -> list[torch.Te
                        output_hidden_states=True)
     hidden = getattr(out, "hidden_states", None)
     if not hidden:
-        raise ValueError(f"{loaded.source}: the model returns no hidden_states")
+        raise InputError(f"{loaded.source}: the model returns no hidden_states")
     grid = None
     if loaded.patch_size:
         grid = (pixel_values.shape[-2] // loaded.patch_size,
                 pixel_values.shape[-1] // loaded.patch_size)
     return [_as_map(h, grid, loaded.n_prefix).float() for h in hidden]
-
-
-def max_pool_features(fmap: torch.Tensor, kernel: int) -> torch.Tensor:
-    """Max-pool (B, C, H, W) with a ``kernel`` x ``kernel`` window (stride = kernel, partial
-    windows at the edges kept; a kernel larger than the map is the global max) and flatten
-    to (B, C * ceil(H / k) * ceil(W / k))."""
-    k_h, k_w = min(kernel, fmap.shape[-2]), min(kernel, fmap.shape[-1])
-    pooled = torch.nn.functional.max_pool2d(fmap, (k_h, k_w), stride=(k_h, k_w), ceil_mode=True)
-    return pooled.flatten(1)
 
 
 # --------------------------------------------------------------------------- tiny models
@@ -301,12 +314,3 @@ def build_tiny(architecture: str, out_dir: str | os.PathLike, seed: int = 0,
     model.save_pretrained(out_dir)
     proc.save_pretrained(out_dir)
     return out_dir
-
-
-def to_uint8_rgb(image: np.ndarray, where: str) -> np.ndarray:
-    """Check an image array is (H, W, 3) uint8."""
-    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"{where}: expected a uint8 (H, W, 3) RGB image, got {image.dtype} "
-                         f"{image.shape}")
-    return image
-
