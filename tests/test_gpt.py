@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cortexscale.errors import InputError
 from cortexscale.models.gpt import GPT, GPTConfig, count_params, flops_per_token
 
 SHAPE = (2, 3, 3)
@@ -153,7 +154,7 @@ def test_checkpoint_roundtrip(tmp_path):
     again = GPT.from_checkpoint(path).eval()
     torch.testing.assert_close(again(_codes())[0], model(_codes())[0])
     torch.save({"model": model.state_dict()}, path)
-    with pytest.raises(KeyError, match="no 'model_args'"):
+    with pytest.raises(InputError, match="no 'model_args'"):
         GPT.from_checkpoint(path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # a copy cut short

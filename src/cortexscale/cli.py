@@ -1,22 +1,24 @@
 """Command-line interface: ``cortexscale STAGE ...``; every Snakemake rule calls one stage.
 
-Each stage takes its settings either from a study config file (``--config FILE``, the
-whole config, validated) or from the workflow (``--sections JSON``, only the sections the
-stage needs, validated against their part of the schema). Heavy libraries are imported
-inside the stage that needs them so that light stages start fast.
+The CLI only dispatches: each stage module (``cortexscale.stages.NAME``, one per rule file)
+declares its commands with ``register(add)``. ``main`` sets up logging (progress lines on
+stderr, into the rule's log), runs the command, and turns a
+:class:`~cortexscale.errors.CortexscaleError` into one line and exit status 2; any other
+exception is a bug and keeps its traceback (exit status 1). A pretraining run stopped by
+SIGTERM/SIGUSR2 checkpoints and exits 75, to be resumed by a retry.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 import time
 from collections.abc import Callable, Sequence
 
 from cortexscale import __version__
-from cortexscale.config import ConfigError
+from cortexscale.errors import CortexscaleError
+from cortexscale.logs import get_logger
 from cortexscale.logs import setup as setup_logging
 from cortexscale.stages.common import add_common, limit_threads
 
@@ -24,8 +26,11 @@ from cortexscale.stages.common import add_common, limit_threads
 STAGE_MODULES = ("study", "data", "tokenizer", "pretrain", "features", "reference", "encoding",
                  "aggregate", "analysis", "pretrained")
 
+log = get_logger(__name__)
+
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command, each declared by its stage module."""
     parser = argparse.ArgumentParser(
         prog="cortexscale",
         description="Compute-optimal scaling studies of brain encoding models.",
@@ -41,32 +46,29 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    for name in STAGE_MODULES:  # each stage module declares its own commands
-        if importlib.util.find_spec(f"cortexscale.stages.{name}") is not None:
-            importlib.import_module(f"cortexscale.stages.{name}").register(add)
+    for name in STAGE_MODULES:
+        importlib.import_module(f"cortexscale.stages.{name}").register(add)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``cortexscale`` console script."""
+    """Entry point of the ``cortexscale`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     if getattr(args, "threads", None):
         limit_threads(args.threads)
     setup_logging(args.stage)
     start = time.perf_counter()
-    from cortexscale.train.resume import Interrupted, TrainingError
+    from cortexscale.train.resume import Interrupted
 
     try:
         args.func(args)
     except Interrupted as exc:  # checkpointed on SIGTERM/SIGUSR2: a retry resumes it
-        print(f"cortexscale {args.stage}: {exc}", file=sys.stderr)
+        log.warning(exc.message)
         return int(exc.code)
-    except (ConfigError, FileNotFoundError, KeyError, ValueError, OSError, NotImplementedError,
-            TrainingError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"cortexscale {args.stage}: error: {message}", file=sys.stderr)
+    except CortexscaleError as exc:
+        log.error(f"error: {exc}")
         return 2
-    print(f"cortexscale {args.stage}: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    log.info(f"done in {time.perf_counter() - start:.1f} s")
     return 0
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from cortexscale.errors import ConfigError
+from cortexscale.errors import ConfigError, MissingInputError
 from cortexscale.grid import (
     MIN_STEPS,
     expand,
@@ -95,7 +95,7 @@ def read_yaml(path: str | Path) -> Any:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
+        raise MissingInputError(f"config file {path} does not exist")
     try:
         with path.open(encoding="utf-8") as f:
             return yaml.load(f, Loader=_UniqueKeyLoader)  # a SafeLoader: no objects built

@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cortexscale.errors import InputError
 from cortexscale.io.checkpoint import load_checkpoint
 
 __all__ = ["GPT", "GPTConfig", "RESIDUALS", "count_params", "flops_per_token", "residual_dtype"]
@@ -233,7 +234,7 @@ class GPT(nn.Module):
         ckpt = load_checkpoint(path, "a GPT model.pt (cortexscale pretrain)", map_location)
         for key in ("model_args", "model"):
             if key not in ckpt:
-                raise KeyError(f"{path}: checkpoint has no {key!r}; found keys {sorted(ckpt)}")
+                raise InputError(f"{path}: checkpoint has no {key!r}; found keys {sorted(ckpt)}")
         args = dict(ckpt["model_args"])
         known = {f.name for f in fields(GPTConfig)}
         unknown = sorted(set(args) - known)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cortexscale.errors import MissingInputError
 from cortexscale.io.atomic import atomic_path
 
 __all__ = [
@@ -228,7 +229,7 @@ def write_table_html(
     except pd.errors.EmptyDataError:
         df = pd.DataFrame()
     except FileNotFoundError as exc:
-        raise FileNotFoundError(f"table {tsv} does not exist; cannot render its HTML page") from exc
+        raise MissingInputError(f"table {tsv} does not exist; cannot render its HTML page") from exc
     title = title or TABLE_TITLES.get(tsv.stem, tsv.stem)
     page = table_html(df, title, tsv.name, max_rows=max_rows)
     with atomic_path(out) as tmp:
@@ -251,7 +252,7 @@ def write_summary_html(md: str | os.PathLike, out: str | os.PathLike | None = No
     try:
         text = md.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise FileNotFoundError(f"summary {md} does not exist; cannot render its page") from exc
+        raise MissingInputError(f"summary {md} does not exist; cannot render its page") from exc
     first = next((m.group(2) for m in map(_HEADING.match, text.splitlines()) if m), md.name)
     with atomic_path(out) as tmp:
         tmp.write_text(html_page(first, markdown_to_html(text)), encoding="utf-8")

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from cortexscale.errors import InputError
+
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -141,7 +143,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     """Restore RNG states captured by :func:`rng_state`."""
     for key in ("python", "numpy", "torch"):
         if key not in state:
-            raise KeyError(f"rng state: missing key {key!r}; found {sorted(state)}")
+            raise InputError(f"rng state: missing key {key!r}; found {sorted(state)}")
     py_version, py_state, py_gauss = state["python"]
     random.setstate((py_version, tuple(py_state), py_gauss))
     npst = state["numpy"]
