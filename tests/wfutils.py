@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,37 @@ def run_tiny_study(work: Path, cfg: dict | None = None, timeout: float = 400) ->
     assert proc.returncode == 0, out[-5000:]
     log.write_text(out)
     return work
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a Snakemake dry run."""
+    table = output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def pretrained_counts(cfg: dict) -> dict[str, int]:
+    """Jobs of the pretrained-model arm (workflow/rules/pretrained.smk)."""
+    pre = cfg.get("pretrained_models", {})
+    models, ensembles = pre.get("models", []), pre.get("ensembles", [])
+    if not models:
+        return {}
+    out = {"pretrained_features": len(models),
+           "pretrained_encode": len(models) * len(cfg["subjects"]),
+           "pretrained_aggregate": 1}
+    if any(m.get("build") for m in models):
+        out["pretrained_build"] = 1
+    if ensembles:
+        out["pretrained_ensemble"] = len(ensembles)
+    return out
+
+
+def dry_run(tmp_path, configfile):
+    proc = run_snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", str(configfile))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return job_counts(proc.stdout + proc.stderr)

@@ -12,6 +12,7 @@ import pytest
 from cortexscale.errors import InputError
 from cortexscale.grid import expand
 from cortexscale.labels import POOLED
+from cortexscale.policy import SCALING_FIGURES
 from cortexscale.scaling.table import PARCEL_COLUMNS, TABLE_COLUMNS
 from cortexscale.stages.aggregate import aggregate, collect
 
@@ -94,7 +95,7 @@ def test_collect_missing_summary(tmp_path, rng):
         collect(encs, sums)
 
 
-def test_aggregate_writes_table_and_figures(tmp_path, rng):
+def test_aggregate_writes_table_and_figures(tmp_path, rng, saved):
     points, encs, sums = _write_study(tmp_path, rng)
     out = tmp_path / "results" / "tables" / "encoding.tsv"
     figs = tmp_path / "results" / "figures"
@@ -105,9 +106,14 @@ def test_aggregate_writes_table_and_figures(tmp_path, rng):
     assert len(parcels) == 32 * 16 and list(parcels.columns) == list(PARCEL_COLUMNS)
     assert {"seed", "budget", "family", "noise_ceiling", "score_normalised"} <= set(parcels)
     assert pd.read_parquet(out.with_suffix(".parquet")).equals(table)
-    for name in ("scaling_data_size", "scaling_params", "loss_curves", "precision", "factors"):
-        for ext in ("png", "svg"):
-            assert (figs / f"{name}.{ext}").stat().st_size > 1000
+    # the five figures, each a valid PNG and SVG (their content: tests/report/test_figures.py)
+    assert {p.name for p in saved.figures} == set(SCALING_FIGURES)
+    for name in SCALING_FIGURES:
+        fig = saved[figs / name]
+        assert fig.axes and all(ax.has_data() for ax in fig.axes if ax.get_visible())
+    # the loss curves show every grid point's training log: one panel per data size
+    loss = saved[figs / "loss_curves.png"]
+    assert len(loss.axes) == len({p.data_size for p in points})
     assert not list(figs.glob(".*"))
     # explicit figure paths, as the CLI passes them
     paths = [tmp_path / f"{name}.png" for name in "abcde"]
@@ -115,7 +121,7 @@ def test_aggregate_writes_table_and_figures(tmp_path, rng):
     assert all(p.exists() for p in paths)
 
 
-def test_analyse_writes_fits_frontier_comparisons_and_summary(tmp_path, rng):
+def test_analyse_writes_fits_frontier_comparisons_and_summary(tmp_path, rng, saved):
     from cortexscale.stages.analysis import analyse
 
     _, encs, sums = _write_study(tmp_path, rng)
@@ -138,8 +144,14 @@ def test_analyse_writes_fits_frontier_comparisons_and_summary(tmp_path, rng):
     assert "no law fitted: too few x values (2 distinct" in summary
     assert "single seed" in summary and "not an IsoFLOP design" in summary
     assert set(comparisons["n_pairs"]) <= {2, 4}  # run pairs, not parcels
-    assert (tmp_path / "frontier.png").stat().st_size > 1000
-    assert (tmp_path / "scaling_fits.png").stat().st_size > 1000
+    # the frontier figure: one panel per ROI of frontier.tsv (pooled included), with points
+    front = saved[tmp_path / "frontier.png"]
+    titles = {ax.get_title() for ax in front.axes if ax.has_data()}
+    assert all(any(roi in t for t in titles) for roi in set(frontier["roi"]))
+    # two data sizes and two models: no curve to draw, and the figure says why
+    (ax,) = saved[tmp_path / "scaling_fits.png"].axes
+    assert not ax.has_data()
+    assert "no scaling law fitted" in " ".join(t.get_text() for t in ax.texts)
     curves = pd.read_csv(out.with_name("fit_curves.tsv"), sep="\t")
     assert (curves["lo"] <= curves["pred"] + 1e-12).all()
     assert (curves["pred"] <= curves["hi"] + 1e-12).all()

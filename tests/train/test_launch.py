@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_pretrain import CFG, corpus  # noqa: F401 -- the fixture
+from pretrainutils import CFG
 
 from cortexscale.grid import GridPoint
 from cortexscale.stages.pretrain import launch, pretrain

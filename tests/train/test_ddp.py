@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.multiprocessing as mp
-from test_pretrain import CFG, corpus  # noqa: F401 -- the fixture
+from pretrainutils import CFG
 
 from cortexscale.grid import GridPoint
 from cortexscale.stages.pretrain import pretrain

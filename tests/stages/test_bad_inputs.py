@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_pretrain import CFG as PRETRAIN_CFG
-from test_pretrain import corpus  # noqa: F401, F811 - the fixture
+from pretrainutils import CFG as PRETRAIN_CFG
 from wfutils import BIN, load_default_config, tool_env
 
 from cortexscale.cli import main

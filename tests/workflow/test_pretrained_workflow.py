@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from test_workflow_dryrun import dry_run, pretrained_counts
-from wfutils import REPO, load_default_config, write_yaml
+from wfutils import REPO, dry_run, load_default_config, pretrained_counts, write_yaml
 
 from cortexscale.config import ConfigError, check_config, check_models_config, merge
 

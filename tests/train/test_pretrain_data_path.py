@@ -18,7 +18,7 @@ from cortexscale.data.corpus import read_subset
 from cortexscale.stages.pretrain import read_corpus, split_clips
 from cortexscale.train.pretrain import _batch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -1,42 +1,20 @@
 """The workflow's DAG: each rule runs exactly as many jobs as the grid implies."""
 
-import re
 
 import pytest
 import yaml
-from wfutils import REPO, load_default_config, run_snakemake, tiny_config, write_yaml
+from wfutils import (
+    REPO,
+    dry_run,
+    load_default_config,
+    pretrained_counts,
+    tiny_config,
+    write_yaml,
+)
 
 from cortexscale.config import check_config, merge
 from cortexscale.grid import expand
 from cortexscale.references import expand_references
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """Parse the 'Job stats' table of a Snakemake dry run."""
-    table = output.split("Job stats:", 1)[1]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        counts[m.group(1)] = int(m.group(2))
-    return counts
-
-
-def pretrained_counts(cfg: dict) -> dict[str, int]:
-    """Jobs of the pretrained-model arm (workflow/rules/pretrained.smk)."""
-    pre = cfg.get("pretrained_models", {})
-    models, ensembles = pre.get("models", []), pre.get("ensembles", [])
-    if not models:
-        return {}
-    out = {"pretrained_features": len(models),
-           "pretrained_encode": len(models) * len(cfg["subjects"]),
-           "pretrained_aggregate": 1}
-    if any(m.get("build") for m in models):
-        out["pretrained_build"] = 1
-    if ensembles:
-        out["pretrained_ensemble"] = len(ensembles)
-    return out
 
 
 def expected_counts(cfg: dict) -> dict[str, int]:
@@ -62,12 +40,6 @@ def expected_counts(cfg: dict) -> dict[str, int]:
     out.update(pretrained_counts(cfg))
     out["total"] = sum(out.values())
     return out
-
-
-def dry_run(tmp_path, configfile):
-    proc = run_snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", str(configfile))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return job_counts(proc.stdout + proc.stderr)
 
 
 def test_paper_sweep_job_counts(tmp_path):

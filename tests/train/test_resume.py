@@ -7,7 +7,7 @@ import signal
 
 import pytest
 import torch
-from test_pretrain import CFG, corpus  # noqa: F401 -- the fixture
+from pretrainutils import CFG
 
 from cortexscale.grid import GridPoint
 from cortexscale.logs import setup as setup_logging
