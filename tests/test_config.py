@@ -65,7 +65,7 @@ def test_unknown_key_names_key_and_allowed():
 def test_wrong_type_names_key_and_value():
     cfg = fixed_grid_config()
     cfg["pretrain"]["steps"] = "many"
-    with pytest.raises(ConfigError, match=r"'pretrain.steps' must be of type integer; given \"many\""):
+    with pytest.raises(ConfigError, match=r"'pretrain.steps' must be of type integer; found \"many\""):
         check_config(cfg)
 
 
@@ -176,7 +176,7 @@ def test_workflow_stops_before_any_job_on_bad_config(tmp_path):
     proc = run_snakemake(tmp_path, "--cores", "1", "--configfile", str(path))
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
-    assert "'grid.precision.0' must be one of ['fp32', 'fp16', 'bf16']; given \"fp64\"" in out
+    assert "'grid.precision.0' must be one of ['fp32', 'fp16', 'bf16']; found \"fp64\"" in out
     assert not (tmp_path / "results").exists()
 
 
@@ -234,7 +234,7 @@ def test_an_isoflop_grid_needs_no_data_sizes_base_or_vary():
     ({"mode": "isoflop", "precision": ["fp32"]}, r"'grid' lacks a required key: 'budgets'"),
     ({"data_sizes": [2048], "precision": ["fp32"]}, r"'grid' lacks a required key: 'base'"),
     ({"mode": "isoflop", "budgets": [0.5], "models": [{"hidden": 8, "layers": 1, "heads": 1}],
-      "precision": ["fp32"]}, r"'grid.budgets.0' must satisfy minimum 1; given 0.5"),
+      "precision": ["fp32"]}, r"'grid.budgets.0' must satisfy minimum 1; found 0.5"),
     ({"mode": "isoflop", "budgets": ["lots"], "models": [{"hidden": 8, "layers": 1,
                                                            "heads": 1}],
       "precision": ["fp32"]}, r"'grid.budgets.0' must match the pattern"),

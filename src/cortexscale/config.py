@@ -114,7 +114,7 @@ def _key(path: Any) -> str:
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
-    """Turn a jsonschema error into 'key: allowed ...; given ...'."""
+    """Turn a jsonschema error into 'key: allowed ...; found ...'."""
     key = _key(error.absolute_path)
     v = error.validator
     given = json.dumps(error.instance, default=str)
@@ -128,18 +128,18 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if v == "required":
         return f"'{key}' lacks a required key: {error.message}"
     if v == "enum":
-        return f"'{key}' must be one of {error.validator_value}; given {given}"
+        return f"'{key}' must be one of {error.validator_value}; found {given}"
     if v == "type":
         inst = error.instance
         if isinstance(inst, float) and not math.isfinite(inst):
-            return f"'{key}' must be a finite {error.validator_value}; given {inst}"
+            return f"'{key}' must be a finite {error.validator_value}; found {inst}"
         if isinstance(inst, float) and error.validator_value == "integer":
-            return f"'{key}' must be an integer (no decimal point); given {inst!r}"
-        return f"'{key}' must be of type {error.validator_value}; given {given}"
+            return f"'{key}' must be an integer (no decimal point); found {inst!r}"
+        return f"'{key}' must be of type {error.validator_value}; found {given}"
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        return f"'{key}' must satisfy {v} {error.validator_value}; given {given}"
+        return f"'{key}' must satisfy {v} {error.validator_value}; found {given}"
     if v == "pattern":
-        return f"'{key}' must match the pattern {error.validator_value!r}; given {given}"
+        return f"'{key}' must match the pattern {error.validator_value!r}; found {given}"
     return f"'{key}': {error.message}"
 
 
@@ -170,7 +170,7 @@ def validate_schema(cfg: dict[str, Any], source: str = "config") -> dict[str, An
         Listing every violation, each naming the key, what is allowed and what was given.
     """
     if not isinstance(cfg, dict):
-        raise ConfigError(f"{source}: the config must be a mapping of keys; given {type(cfg).__name__}")
+        raise ConfigError(f"{source}: the config must be a mapping of keys; found {type(cfg).__name__}")
     return _validate_with(load_schema(), cfg, source)
 
 
@@ -244,7 +244,7 @@ def _check_lengths(cfg: dict[str, Any], pool: int | None, problems: list[str]) -
         for b in grid["budgets"]:
             value = float(b)
             if value < 1:
-                problems.append(f"grid.budgets: expected FLOPs >= 1; given {b!r}")
+                problems.append(f"grid.budgets: expected FLOPs >= 1; found {b!r}")
             elif not math.isclose(float(format_budget(value)), value, rel_tol=1e-12):
                 problems.append(
                     f"grid.budgets: {value:.6g} has more than 3 significant digits; grid-point names "
@@ -466,7 +466,7 @@ def load_study(path: str | Path, base: str | Path | None = None) -> dict[str, An
     if study is None:
         study = {}
     if not isinstance(study, dict):
-        raise ConfigError(f"{path}: the config must be a mapping of keys; given "
+        raise ConfigError(f"{path}: the config must be a mapping of keys; found "
                           f"{type(study).__name__}")
     if base.resolve() == path.resolve():
         return check_config(study, str(path))

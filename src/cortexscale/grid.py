@@ -246,7 +246,7 @@ def model_configs(grid: dict[str, Any]) -> list[tuple[int, int, int]]:
         axes = [vary.get(f) or [base[f]] for f in FACTORS]
         out.extend(tuple(int(v) for v in combo) for combo in itertools.product(*axes))
     else:
-        raise ValueError(f"grid.mode must be one of {list(MODES)}, got {mode!r}")
+        raise ValueError(f"grid.mode must be one of {list(MODES)}, found {mode!r}")
     seen: set[tuple[int, int, int]] = set()
     unique = []
     for c in out:

@@ -75,20 +75,29 @@ class Progress:
         What an item is, e.g. ``"step"`` or ``"subject"``.
     every : int
         Write a line every ``every`` items (and at the last).
+    start : int
+        Items already done before this loop began (a resumed run).
     """
 
     def __init__(self, log: logging.Logger, total: int, what: str = "item",
-                 every: int = 1) -> None:
+                 every: int = 1, start: int = 0) -> None:
         self.log, self.total, self.what = log, int(total), what
         self.every = max(1, int(every))
+        self.first = int(start)
         self.start = time.perf_counter()
 
     def line(self, done: int) -> str:
-        """The progress text after ``done`` items, without the stage prefix."""
+        """The progress text after ``done`` items, without the stage prefix.
+
+        The ETA is extrapolated from the items done since this object was made (a resumed
+        loop: since ``start``).
+        """
         elapsed = time.perf_counter() - self.start
-        eta = elapsed / done * (self.total - done) if done > 0 else float("nan")
-        eta_s = _duration(eta) if done > 0 else "-"
-        return f"{self.what} {done}/{self.total}, elapsed {_duration(elapsed)}, ETA {eta_s}"
+        since = done - self.first
+        eta_s = _duration(elapsed / since * (self.total - done)) if since > 0 else "-"
+        resumed = f" (resumed at {self.first})" if self.first else ""
+        return (f"{self.what} {done}/{self.total}{resumed}, elapsed {_duration(elapsed)}, "
+                f"ETA {eta_s}")
 
     def update(self, done: int, extra: str = "") -> None:
         """Log the line after ``done`` items if it is due; ``extra`` is appended."""

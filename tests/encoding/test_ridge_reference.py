@@ -94,7 +94,7 @@ def test_gap_drops_training_samples_at_fold_edges(rng, bk):
 
 def test_bad_input(rng):
     X, Y, groups = _problem(rng, 60, 5, 3, n_groups=3)
-    with pytest.raises(ValueError, match="same number of samples, got 60 and 59"):
+    with pytest.raises(ValueError, match="same number of samples, found 60 and 59"):
         ridge_cv(X, Y[:-1], groups, ALPHAS, n_folds=3)
     with pytest.raises(ValueError, match=r"n_folds must be an integer in \[2, n_groups = 3\]"):
         ridge_cv(X, Y, groups, ALPHAS, n_folds=5)  # fewer runs than folds

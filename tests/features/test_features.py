@@ -166,7 +166,7 @@ def test_features_errors(world, tmp_path):
     out = tmp_path / "f.h5"
     with pytest.raises(ValueError, match=r"layer 2 is outside the model, which has 2 blocks"):
         extract_features(vq, model, root, frames, out, {"layers": [2], "pooling": "mean"}, "g")
-    with pytest.raises(ValueError, match=r"'features.pooling' must be one of \['mean', 'max'\]; given \"sum\""):
+    with pytest.raises(ValueError, match=r"'features.pooling' must be one of \['mean', 'max'\]; found \"sum\""):
         extract_features(vq, model, root, frames, out, {"layers": [0], "pooling": "sum"}, "g")
     with pytest.raises(ValueError, match=r"unknown key\(s\) 'kernel' in 'features'"):
         extract_features(vq, model, root, frames, out,

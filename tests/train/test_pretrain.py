@@ -180,13 +180,13 @@ def test_the_replicate_seed_changes_initialisation_and_data_order(corpus, tmp_pa
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        ({"steps": 0}, r"'pretrain.steps' must satisfy minimum 1; given 0"),
+        ({"steps": 0}, r"'pretrain.steps' must satisfy minimum 1; found 0"),
         ({"bogus": 1}, r"unknown key\(s\) 'bogus' in 'pretrain'"),
-        ({"lr": "1e-3"}, r"'pretrain.lr' must be of type number; given \"1e-3\""),
-        ({"compile": 1}, r"'pretrain.compile' must be of type boolean; given 1"),
+        ({"lr": "1e-3"}, r"'pretrain.lr' must be of type number; found \"1e-3\""),
+        ({"compile": 1}, r"'pretrain.compile' must be of type boolean; found 1"),
         ({"grad_accum": 3}, r"batch_size \(4\) must be a multiple of pretrain.grad_accum \(3\)"),
         ({"min_lr": 0.1}, r"pretrain.min_lr: expected 0 < min_lr <= lr"),
-        ({"eval_clips": 0}, r"'pretrain.eval_clips' must satisfy minimum 1; given 0"),
+        ({"eval_clips": 0}, r"'pretrain.eval_clips' must satisfy minimum 1; found 0"),
     ],
 )
 def test_bad_config_is_rejected(corpus, tmp_path, change, match):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -156,7 +157,7 @@ def test_signal_checkpoints_and_retry_resumes_on_slurm(slurm_cluster, tmp_path,
     try:
         while time.monotonic() < deadline and proc.poll() is None and signalled is None:
             text = log.read_text() if log.is_file() else ""
-            if "/3000 train_loss" in text:
+            if re.search(r"step \d+/3000, elapsed .*train_loss", text):  # a progress line
                 q = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i|%k"], env=env,
                                    capture_output=True, text=True, check=False)
                 ids = [line.split("|")[0] for line in q.stdout.split()

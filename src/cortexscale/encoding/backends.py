@@ -61,14 +61,14 @@ def resolve_backend(backend: str, device: str | None, *arrays: Any) -> tuple[str
         None for numpy.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, found {backend!r}")
     tensors = [a for a in arrays if is_tensor(a)]
     if backend == "numpy":
         if tensors:
-            raise ValueError("backend='numpy' got torch tensors; pass numpy arrays or "
+            raise ValueError("backend='numpy' found torch tensors; pass numpy arrays or "
                              "backend='torch'")
         if device not in (None, "cpu"):
-            raise ValueError(f"backend='numpy' runs on device 'cpu', got device={device!r}")
+            raise ValueError(f"backend='numpy' runs on device 'cpu', found device={device!r}")
         return "numpy", None
     if backend == "auto":
         if not tensors and not torch_available():

@@ -27,7 +27,7 @@ def run_slices(groups: np.ndarray | None, n: int) -> list[np.ndarray]:
         return [np.arange(n)]
     groups = np.asarray(groups)
     if groups.shape != (n,):
-        raise ValueError(f"groups must have shape ({n},), got {groups.shape}")
+        raise ValueError(f"groups must have shape ({n},), found {groups.shape}")
     _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")
     return [np.flatnonzero(inverse == g) for g in order]
@@ -68,10 +68,10 @@ def make_delays(
     """
     X = np.asarray(X)
     if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (n, p), got shape {X.shape}")
+        raise ValueError(f"X must be 2-D (n, p), found shape {X.shape}")
     delays = [int(d) for d in delays]
     if not delays:
-        raise ValueError("delays must hold at least one delay (in TRs), got []")
+        raise ValueError("delays must hold at least one delay (in TRs), found []")
     n, p = X.shape
     out = np.zeros((n, p * len(delays)), dtype=X.dtype)
     for idx in run_slices(groups, n):
@@ -98,7 +98,7 @@ def zscore_per_run(X: np.ndarray, groups: np.ndarray | None = None) -> np.ndarra
     """
     X = np.asarray(X)
     if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (n, p), got shape {X.shape}")
+        raise ValueError(f"X must be 2-D (n, p), found shape {X.shape}")
     out_dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float64
     out = np.empty(X.shape, dtype=out_dtype)
     for idx in run_slices(groups, X.shape[0]):

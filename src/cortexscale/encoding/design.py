@@ -148,7 +148,7 @@ def glover_hrf(tr: float, time_length: float = 32.0, oversampling: int = 1) -> n
         Sums to 1 (nilearn's normalisation).
     """
     if not np.isfinite(tr) or tr <= 0:
-        raise ValueError(f"tr must be a positive number of seconds, got {tr!r}")
+        raise ValueError(f"tr must be a positive number of seconds, found {tr!r}")
     try:
         from nilearn.glm.first_level import glover_hrf as _glover
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -184,7 +184,7 @@ def hrf_convolve(
     """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+        raise ValueError(f"X must be 2-D (n_samples, n_features), found shape {X.shape}")
     if not np.isfinite(X).all():
         raise ValueError("X holds NaN or inf; features must be finite")
     h = glover_hrf(tr, time_length)
@@ -216,7 +216,7 @@ class PCA:
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.mean.size:
             raise ValueError(
-                f"X must have shape (n, {self.mean.size}) like the fit data, got {X.shape}"
+                f"X must have shape (n, {self.mean.size}) like the fit data, found {X.shape}"
             )
         dt = X.dtype if np.issubdtype(X.dtype, np.floating) else np.float64
         return ((X - self.mean) @ self.components).astype(dt, copy=False)
@@ -239,7 +239,7 @@ def fit_pca(X: np.ndarray, n_components: int | float) -> PCA:
     """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+        raise ValueError(f"X must be 2-D (n_samples, n_features), found shape {X.shape}")
     if not np.isfinite(X).all():
         raise ValueError("X holds NaN or inf; features must be finite")
     n, p = X.shape
@@ -261,6 +261,6 @@ def fit_pca(X: np.ndarray, n_components: int | float) -> PCA:
     else:
         raise ValueError(
             f"n_components must be an integer in [1, min(n, p) = {rank}] or a float in "
-            f"(0, 1), got {n_components!r}"
+            f"(0, 1), found {n_components!r}"
         )
     return PCA(mean, V[:, :q], ratio[:q])

@@ -13,12 +13,12 @@ def _as_pair(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.nda
     y_pred = np.asarray(y_pred, dtype=np.float64)
     if y_true.shape != y_pred.shape:
         raise ValueError(
-            f"y_true and y_pred must have the same shape, got {y_true.shape} and {y_pred.shape}"
+            f"y_true and y_pred must have the same shape, found {y_true.shape} and {y_pred.shape}"
         )
     if y_true.ndim not in (1, 2):
-        raise ValueError(f"y_true must be 1-D (n,) or 2-D (n, v), got shape {y_true.shape}")
+        raise ValueError(f"y_true must be 1-D (n,) or 2-D (n, v), found shape {y_true.shape}")
     if y_true.shape[0] < 2:
-        raise ValueError(f"need at least 2 samples to score, got {y_true.shape[0]}")
+        raise ValueError(f"need at least 2 samples to score, found {y_true.shape[0]}")
     if y_true.ndim == 1:
         return y_true[:, None], y_pred[:, None]
     return y_true, y_pred

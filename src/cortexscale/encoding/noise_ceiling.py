@@ -32,12 +32,12 @@ def _check_repeats(Y_rep: np.ndarray) -> np.ndarray:
         Y = Y[:, :, None]
     if Y.ndim != 3:
         raise ValueError(
-            f"Y_rep must be (n_repeats, n_samples, n_targets), got shape {np.shape(Y_rep)}"
+            f"Y_rep must be (n_repeats, n_samples, n_targets), found shape {np.shape(Y_rep)}"
         )
     if Y.shape[0] < 2:
-        raise ValueError(f"Y_rep needs at least 2 repeats (axis 0), got {Y.shape[0]}")
+        raise ValueError(f"Y_rep needs at least 2 repeats (axis 0), found {Y.shape[0]}")
     if Y.shape[1] < 2:
-        raise ValueError(f"Y_rep needs at least 2 samples (axis 1), got {Y.shape[1]}")
+        raise ValueError(f"Y_rep needs at least 2 samples (axis 1), found {Y.shape[1]}")
     return Y
 
 
@@ -113,7 +113,7 @@ def noise_ceiling_nsd(snr: np.ndarray, n_trials: int | float) -> np.ndarray:
     nc : ndarray of float64, shape (v,), in [0, 100]
     """
     if not np.isfinite(n_trials) or n_trials <= 0:
-        raise ValueError(f"n_trials must be a positive number, got {n_trials!r}")
+        raise ValueError(f"n_trials must be a positive number, found {n_trials!r}")
     s2 = np.asarray(snr, dtype=np.float64) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
         return 100.0 * s2 / (s2 + 1.0 / n_trials)
@@ -135,7 +135,7 @@ def repeat_norm_term(n_shown: np.ndarray) -> float:
     n = np.asarray(n_shown)
     if n.ndim != 1 or n.size == 0 or not np.issubdtype(n.dtype, np.integer) or (n < 1).any():
         raise ValueError(f"n_shown must be a non-empty 1-D array of ints >= 1 (times each test "
-                         f"image was shown), got {n.dtype} {n.shape}")
+                         f"image was shown), found {n.dtype} {n.shape}")
     return float(np.mean(1.0 / n))
 
 
@@ -181,7 +181,7 @@ def normalised_score(r: np.ndarray, nc: np.ndarray) -> np.ndarray:
     r = np.asarray(r, dtype=np.float64)
     nc = np.asarray(nc, dtype=np.float64)
     if r.shape != nc.shape:
-        raise ValueError(f"r and nc must have the same shape, got {r.shape} and {nc.shape}")
+        raise ValueError(f"r and nc must have the same shape, found {r.shape} and {nc.shape}")
     with np.errstate(divide="ignore", invalid="ignore"):
         score = 100.0 * np.maximum(r, 0.0) ** 2 / (nc / 100.0)
     score = np.where(nc > 0, np.minimum(score, 100.0), np.nan)

@@ -144,7 +144,7 @@ def group_kfold(
     """
     groups = np.asarray(groups)
     if groups.ndim != 1:
-        raise ValueError(f"groups must be 1-D (n,), got shape {groups.shape}")
+        raise ValueError(f"groups must be 1-D (n,), found shape {groups.shape}")
     unique = np.unique(groups)
     if unique.size < 2:
         raise ValueError(
@@ -154,10 +154,10 @@ def group_kfold(
     if not isinstance(n_folds, int | np.integer) or not 2 <= n_folds <= unique.size:
         raise ValueError(
             f"n_folds must be an integer in [2, n_groups = {unique.size}] (one run per fold "
-            f"at least), got {n_folds!r}"
+            f"at least), found {n_folds!r}"
         )
     if not isinstance(gap, int | np.integer) or gap < 0:
-        raise ValueError(f"gap must be a non-negative integer (samples), got {gap!r}")
+        raise ValueError(f"gap must be a non-negative integer (samples), found {gap!r}")
     folds = []
     for block in np.array_split(unique, int(n_folds)):
         is_val = np.isin(groups, block)
@@ -196,32 +196,32 @@ def _check_inputs(X, Y, groups, alphas, n_folds, score, dtype, chunk_size, gap, 
     if not is_tensor(Y):
         Y = np.asarray(Y)
     if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+        raise ValueError(f"X must be 2-D (n_samples, n_features), found shape {X.shape}")
     if Y.ndim != 2:
-        raise ValueError(f"Y must be 2-D (n_samples, n_targets), got shape {Y.shape}")
+        raise ValueError(f"Y must be 2-D (n_samples, n_targets), found shape {Y.shape}")
     if Y.shape[0] != X.shape[0]:
         raise ValueError(
-            f"X and Y must have the same number of samples, got {X.shape[0]} and {Y.shape[0]}"
+            f"X and Y must have the same number of samples, found {X.shape[0]} and {Y.shape[0]}"
         )
     groups = np.asarray(groups)
     if groups.shape != (X.shape[0],):
-        raise ValueError(f"groups must have shape ({X.shape[0]},), got {groups.shape}")
+        raise ValueError(f"groups must have shape ({X.shape[0]},), found {groups.shape}")
     finite = bool(X.isfinite().all()) if is_tensor(X) else bool(np.isfinite(X).all())
     if not finite:
         raise ValueError("X holds NaN or inf; features must be finite")
     alphas = np.asarray(alphas, dtype=np.float64)
     if alphas.ndim != 1 or alphas.size == 0 or not (np.isfinite(alphas) & (alphas > 0)).all():
         raise ValueError(
-            f"alphas must be a non-empty 1-D array of positive finite values, got {alphas}"
+            f"alphas must be a non-empty 1-D array of positive finite values, found {alphas}"
         )
     if score not in SCORES:
-        raise ValueError(f"score must be one of {list(SCORES)}, got {score!r}")
+        raise ValueError(f"score must be one of {list(SCORES)}, found {score!r}")
     if str(np.dtype(dtype)) not in DTYPES:
-        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, found {dtype!r}")
     if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        raise ValueError(f"chunk_size must be a positive integer, found {chunk_size!r}")
     if method not in METHODS:
-        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+        raise ValueError(f"method must be one of {list(METHODS)}, found {method!r}")
     folds = group_kfold(groups, n_folds, gap)
     return X, Y, alphas, folds, np.dtype(dtype)
 
@@ -568,6 +568,6 @@ def ridge_predict(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
     coef = np.asarray(coef)
     if X.ndim != 2 or coef.ndim != 2 or X.shape[1] != coef.shape[0]:
         raise ValueError(
-            f"X (n, p) and coef (p, v) must agree on p, got shapes {X.shape} and {coef.shape}"
+            f"X (n, p) and coef (p, v) must agree on p, found shapes {X.shape} and {coef.shape}"
         )
     return X.astype(coef.dtype, copy=False) @ coef

@@ -44,14 +44,14 @@ def nested_subsets(
         Sorted sample indices, strictly growing, each a superset of the previous.
     """
     if unit not in UNITS:
-        raise ValueError(f"unit must be one of {list(UNITS)}, got {unit!r}")
+        raise ValueError(f"unit must be one of {list(UNITS)}, found {unit!r}")
     groups = np.asarray(groups)
     runs = run_slices(groups, groups.shape[0])
     total = len(runs) if unit == "runs" else groups.shape[0]
     if not isinstance(n_points, int | np.integer) or n_points < 1:
-        raise ValueError(f"n_points must be a positive integer, got {n_points!r}")
+        raise ValueError(f"n_points must be a positive integer, found {n_points!r}")
     if not isinstance(min_size, int | np.integer) or not 1 <= min_size <= total:
-        raise ValueError(f"min_size must be an integer in [1, {total}] ({unit}), got "
+        raise ValueError(f"min_size must be an integer in [1, {total}] ({unit}), found "
                          f"{min_size!r}")
     sizes = np.unique(np.round(np.geomspace(min_size, total, n_points)).astype(int))
     order = np.random.default_rng(seed).permutation(total)

@@ -77,12 +77,12 @@ def select_feature_sets(
     result : SelectionResult
     """
     if not feature_sets:
-        raise ValueError("feature_sets must hold at least one (X_train, X_test) pair, got none")
+        raise ValueError("feature_sets must hold at least one (X_train, X_test) pair, found none")
     Y_test = np.asarray(Y_test)
     Y_train = np.asarray(Y_train)
     if Y_test.ndim != 2 or Y_test.shape[1] != Y_train.shape[1]:
         raise ValueError(
-            f"Y_test must be (n_test, {Y_train.shape[1]}) like Y_train, got {Y_test.shape}"
+            f"Y_test must be (n_test, {Y_train.shape[1]}) like Y_train, found {Y_test.shape}"
         )
     names = list(feature_sets)
     v = Y_train.shape[1]

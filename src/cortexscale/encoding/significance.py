@@ -30,7 +30,7 @@ def blocks(n: int, groups: np.ndarray | None = None, block_size: int | None = No
     """
     if block_size is not None and (not isinstance(block_size, int | np.integer)
                                    or block_size < 1):
-        raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}")
+        raise ValueError(f"block_size must be a positive integer or None, found {block_size!r}")
     out = []
     for run in run_slices(groups, n):
         if block_size is None:
@@ -39,7 +39,7 @@ def blocks(n: int, groups: np.ndarray | None = None, block_size: int | None = No
             out.extend(run[i:i + block_size] for i in range(0, run.size, block_size))
     if len(out) < 2:
         raise ValueError(
-            f"need at least 2 blocks to permute or resample, got {len(out)} (one run and "
+            f"need at least 2 blocks to permute or resample, found {len(out)} (one run and "
             f"block_size={block_size}); pass block_size to cut runs into blocks of TRs"
         )
     return out
@@ -59,7 +59,7 @@ def _check_pair(y_true, y_pred):
     y_pred = np.asarray(y_pred)
     if y_true.ndim != 2 or y_true.shape != y_pred.shape:
         raise ValueError(
-            f"y_true and y_pred must be 2-D (n, v) of the same shape, got {y_true.shape} "
+            f"y_true and y_pred must be 2-D (n, v) of the same shape, found {y_true.shape} "
             f"and {y_pred.shape}"
         )
     return y_true, y_pred
@@ -118,7 +118,7 @@ def block_permutation_test(
     """
     y_true, y_pred = _check_pair(y_true, y_pred)
     if not isinstance(n_perm, int | np.integer) or n_perm < 1:
-        raise ValueError(f"n_perm must be a positive integer, got {n_perm!r}")
+        raise ValueError(f"n_perm must be a positive integer, found {n_perm!r}")
     blk = blocks(y_true.shape[0], groups, block_size)
     zt, zp = _standardise(y_true), _standardise(y_pred)
     r = np.einsum("ij,ij->j", zt, zp)
@@ -150,7 +150,7 @@ def fdr_bh(p_values: np.ndarray, q: float = 0.05) -> np.ndarray:
     rejected : ndarray of bool, shape (v,)
     """
     if not 0 < q < 1:
-        raise ValueError(f"q must be in (0, 1), got {q!r}")
+        raise ValueError(f"q must be in (0, 1), found {q!r}")
     p = np.asarray(p_values, dtype=np.float64)
     ok = ~np.isnan(p)
     out = np.zeros(p.shape, dtype=bool)
@@ -197,9 +197,9 @@ def bootstrap_ci(
     """
     y_true, y_pred = _check_pair(y_true, y_pred)
     if not 0 < ci < 1:
-        raise ValueError(f"ci must be in (0, 1), got {ci!r}")
+        raise ValueError(f"ci must be in (0, 1), found {ci!r}")
     if not isinstance(n_boot, int | np.integer) or n_boot < 2:
-        raise ValueError(f"n_boot must be an integer >= 2, got {n_boot!r}")
+        raise ValueError(f"n_boot must be an integer >= 2, found {n_boot!r}")
     blk = blocks(y_true.shape[0], groups, block_size)
     rng = np.random.default_rng(seed)
     yt = np.asarray(y_true, dtype=np.float64)

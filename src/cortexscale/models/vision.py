@@ -306,7 +306,7 @@ def build_tiny(architecture: str, out_dir: str | os.PathLike, seed: int = 0,
                              patch_size=patch)
         proc = T.BitImageProcessor(size={"shortest_edge": image_size}, crop_size=crop)
     else:
-        raise ValueError(f"architecture must be one of {list(ARCHITECTURES)}, got "
+        raise ValueError(f"architecture must be one of {list(ARCHITECTURES)}, found "
                          f"{architecture!r}")
     model = T.AutoModel.from_config(cfg)
     out_dir = Path(out_dir)

@@ -57,7 +57,7 @@ def _atlas_paths(atlas: str | os.PathLike | Mapping[str, str | os.PathLike] | Se
         paths = {p.name.split(".")[0]: p for p in paths}
     missing = [s for s in subjects if s not in paths]
     if missing:
-        raise ValueError(f"no atlas for subject(s) {missing} of the parcel table; given "
+        raise ValueError(f"no atlas for subject(s) {missing} of the parcel table; found "
                          f"{sorted(paths)} (one {{subject}}.nii.gz per subject, or one for all)")
     return {s: paths[s] for s in subjects}
 

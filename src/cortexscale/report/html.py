@@ -185,7 +185,7 @@ def table_html(df: pd.DataFrame, title: str, source: str, max_rows: int = MAX_RO
     page : str
     """
     if max_rows < 1:
-        raise ValueError(f"max_rows must be at least 1; got {max_rows}")
+        raise ValueError(f"max_rows must be at least 1; found {max_rows}")
     n_rows, n_cols = df.shape
     shown = df.head(max_rows)
     note = f"{n_rows} row(s) x {n_cols} column(s), from <code>{html.escape(source)}</code>"

@@ -99,7 +99,7 @@ def parabola_optima(
         Whether the vertex is an optimum strictly inside ``(x.min(), x.max())``.
     """
     if kind not in ("min", "max"):
-        raise ValueError(f"kind must be 'min' or 'max', got {kind!r}")
+        raise ValueError(f"kind must be 'min' or 'max', found {kind!r}")
     c = _polyfit2(np.asarray(x, float), np.atleast_2d(ys))
     sign = 1.0 if kind == "min" else -1.0
     curved = sign * c[:, 2] > 0
@@ -183,7 +183,7 @@ def fit_parametric(
     out: dict = dict.fromkeys(("E", "A", "alpha", "B", "beta", "a", "b", "objective"), nan)
     out.update(at_bound="", _p=None)
     if not (n.shape == d.shape == y.shape and n.ndim == 1):
-        raise ValueError(f"n_params, tokens and y must be 1-D of one length, got {n.shape}, "
+        raise ValueError(f"n_params, tokens and y must be 1-D of one length, found {n.shape}, "
                          f"{d.shape}, {y.shape}")
     status = _identifiable(n, d)
     if status == "ok" and not (np.all(y > 0) and np.all(np.isfinite(y))):

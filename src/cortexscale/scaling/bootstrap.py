@@ -118,7 +118,7 @@ def draw_means(
     """
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 3:
-        raise ValueError(f"scores must be (n_conditions, n_seeds, n_units), got {scores.shape}")
+        raise ValueError(f"scores must be (n_conditions, n_seeds, n_units), found {scores.shape}")
     n_cond, n_seeds, n_units = scores.shape
     rng = np.random.default_rng(seed)
     w_seed = np.stack([np.bincount(rng.integers(0, n_seeds, n_seeds), minlength=n_seeds)

@@ -77,11 +77,11 @@ def _check_xy(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if x.ndim != 1 or x.shape != y.shape:
-        raise ValueError(f"x and y must be 1-D of one length, got shapes {x.shape} and {y.shape}")
+        raise ValueError(f"x and y must be 1-D of one length, found shapes {x.shape} and {y.shape}")
     if np.any(~np.isfinite(x)) or np.any(x <= 0):
-        raise ValueError(f"x must be finite and positive (it is log-scaled), got {x}")
+        raise ValueError(f"x must be finite and positive (it is log-scaled), found {x}")
     if np.any(~np.isfinite(y)):
-        raise ValueError(f"y must be finite, got {y}")
+        raise ValueError(f"y must be finite, found {y}")
     return x, y
 
 
@@ -238,7 +238,7 @@ def _as_cube(x: np.ndarray, scores: np.ndarray) -> np.ndarray:
     if scores.ndim != 3 or scores.shape[0] != np.shape(x)[0]:
         raise ValueError(
             f"scores must be (n_points, n_units) or (n_points, n_seeds, n_units) with "
-            f"n_points = len(x) = {np.shape(x)[0]}, got {scores.shape}"
+            f"n_points = len(x) = {np.shape(x)[0]}, found {scores.shape}"
         )
     return scores
 
@@ -277,9 +277,9 @@ def bootstrap_fit(
         ``n_seeds``, ``n_units``, ``n_boot`` and ``ci_unit`` (what was resampled).
     """
     if law not in FITTERS:
-        raise ValueError(f"law must be one of {list(FITTERS)}, got {law!r}")
+        raise ValueError(f"law must be one of {list(FITTERS)}, found {law!r}")
     if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
+        raise ValueError(f"level must lie in (0, 1), found {level}")
     x = np.asarray(x, dtype=np.float64)
     scores = _as_cube(x, scores)
     best = FITTERS[law](x, point_means(scores))
@@ -338,7 +338,7 @@ def prediction_band(
         The fit to the means and the band; NaN where the law cannot be fit.
     """
     if law not in FITTERS:
-        raise ValueError(f"law must be one of {list(FITTERS)}, got {law!r}")
+        raise ValueError(f"law must be one of {list(FITTERS)}, found {law!r}")
     x = np.asarray(x, dtype=np.float64)
     xs = np.asarray(xs, dtype=np.float64)
     scores = _as_cube(x, scores)

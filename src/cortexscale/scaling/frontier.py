@@ -28,7 +28,7 @@ def pareto_front(cost: np.ndarray, score: np.ndarray) -> np.ndarray:
     cost = np.asarray(cost, dtype=np.float64)
     score = np.asarray(score, dtype=np.float64)
     if cost.shape != score.shape or cost.ndim != 1:
-        raise ValueError(f"cost and score must be 1-D of one length, got {cost.shape}, {score.shape}")
+        raise ValueError(f"cost and score must be 1-D of one length, found {cost.shape}, {score.shape}")
     if not (np.all(np.isfinite(cost)) and np.all(np.isfinite(score))):
         raise ValueError("cost and score must be finite")
     le = cost[None, :] <= cost[:, None]  # [i, j]: j costs no more than i

@@ -120,7 +120,7 @@ def collect(
         if grid not in summaries:
             raise InputError(
                 f"encoding sidecar {path} is for grid point {grid!r}, which has no pretraining "
-                f"summary; summaries given for {sorted(summaries)}"
+                f"summary; found summaries for {sorted(summaries)}"
             )
         if grid not in cache:
             cache[grid] = _read_json(summaries[grid], SUMMARY_KEYS, "pretraining summary")
@@ -258,7 +258,8 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     """Declare the stage's command (``cortexscale aggregate``) on the CLI's parser."""
-    p = add("aggregate", cmd_aggregate, "collect encoding results into tables and figures")
+    p = add("aggregate", cmd_aggregate, "collect encoding results into tables and figures",
+            common=False)
     p.add_argument("--encoding", required=True, nargs="+", type=Path,
                    help="encoding JSON sidecars (results/encoding/GRID/SUBJECT/ROI.json)")
     p.add_argument("--summaries", required=True, nargs="+", type=Path,

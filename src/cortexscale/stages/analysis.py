@@ -183,7 +183,8 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--reference-summaries", nargs="*", type=Path, default=[],
                    help="results/reference/NAME/summary.json (the planted truth, key 'planted')")
 
-    p = add("brain-maps", cmd_brain_maps, "draw per-parcel r on the dataset's atlas")
+    p = add("brain-maps", cmd_brain_maps, "draw per-parcel r on the dataset's atlas",
+            common=False)
     p.add_argument("--parcels", required=True, type=Path, help="tables/parcels.tsv")
     p.add_argument("--atlas", required=True, type=Path, nargs="+",
                    help="labels image, parcel p = p + 1: one for all subjects, or one "

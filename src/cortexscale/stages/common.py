@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cortexscale.config import load_config, validate_sections
+from cortexscale.config import load_config, load_schema, validate_sections
 from cortexscale.errors import ConfigError
 
 __all__ = ["OPTIONAL", "add_common", "limit_threads", "settings"]
@@ -28,7 +28,8 @@ def settings(args: argparse.Namespace, needed: Sequence[str]) -> dict[str, Any]:
     args : argparse.Namespace
         The parsed command line: `config` (a path or None) and `sections` (JSON or None).
     needed : sequence of str
-        The sections the command reads; a missing optional one takes its defaults.
+        The sections the command reads; an optional one that is left out takes its schema
+        defaults (e.g. ``seed`` 0, an empty ``encoding`` section filled in).
     """
     if args.config is not None:
         cfg = load_config(args.config)
@@ -41,6 +42,13 @@ def settings(args: argparse.Namespace, needed: Sequence[str]) -> dict[str, Any]:
         missing = [k for k in needed if k not in sections and k not in OPTIONAL]
         if missing:
             raise ConfigError(f"--sections lacks the section(s) {', '.join(missing)}")
+        # an optional section left out takes its schema defaults, as in a whole config
+        props = load_schema()["properties"]
+        for k in needed:
+            if k not in sections and "default" in props.get(k, {}):
+                sections[k] = props[k]["default"]
+            elif k not in sections and props.get(k, {}).get("type") == "object":
+                sections[k] = {}  # its keys' defaults are filled by the validation
         return validate_sections(sections, "--sections")
     raise ConfigError("give the study config with --config FILE (or --sections JSON)")
 

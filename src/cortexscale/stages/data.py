@@ -24,7 +24,6 @@ def cmd_corpus(args: argparse.Namespace) -> None:
     """Build ``frames.h5``: the clips, the validation set and the data-size subsets."""
     from_grid = args.data_sizes is None
     s = settings(args, ["corpus", "pretrain", "seed"] + (["grid"] if from_grid else []))
-    from cortexscale.config import section
     from cortexscale.data.corpus import build_corpus
 
     if from_grid:  # an isoflop grid trains on the whole pool: no data-size subsets
@@ -32,8 +31,8 @@ def cmd_corpus(args: argparse.Namespace) -> None:
         sizes = [] if grid.get("mode") == "isoflop" else grid["data_sizes"]
     else:
         sizes = args.data_sizes
-    eval_clips = section("pretrain", s.get("pretrain"))["eval_clips"]
-    build_corpus(args.out, s["corpus"], sizes, s.get("seed", 0), eval_clips=eval_clips)
+    eval_clips = s["pretrain"]["eval_clips"]
+    build_corpus(args.out, s["corpus"], sizes, s["seed"], eval_clips=eval_clips)
 
 
 def cmd_fmri(args: argparse.Namespace) -> None:
@@ -50,7 +49,7 @@ def cmd_fmri(args: argparse.Namespace) -> None:
     prepare_outputs([args.out_dir / "runs.tsv"], "fmri")
     c = s["corpus"]
     write_synthetic_fmri(
-        args.out_dir, s["fmri"], s["subjects"], s["rois"], s.get("seed", 0),
+        args.out_dir, s["fmri"], s["subjects"], s["rois"], s["seed"],
         fps=c["fps"] / c["time_stride"], height=c["height"], width=c["width"],
     )
 

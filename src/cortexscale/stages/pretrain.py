@@ -366,7 +366,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
     pretrain(
         args.tokens, args.frames, parse_name(args.grid), s["corpus"]["subset_order"],
-        s["pretrain"], args.out_dir, seed=s.get("seed", 0), threads=args.threads,
+        s["pretrain"], args.out_dir, seed=s["seed"], threads=args.threads,
         device=args.device, single_epoch=args.single_epoch,
     )
 

@@ -107,7 +107,7 @@ def cmd_pretrained_build(args: argparse.Namespace) -> None:
         if not m.get("build"):
             raise ConfigError(f"pretrained model {name!r} has no 'build' architecture; only "
                               "tiny random models (build: vit|clip|convnext|dinov2) are built")
-        build_tiny(m["build"], args.out_dir / name, seed=s.get("seed", 0),
+        build_tiny(m["build"], args.out_dir / name, seed=s["seed"],
                    hidden=m.get("hidden", 32), layers=m.get("layers", 2),
                    image_size=s["pretrained_models"]["image_size"])
 
@@ -704,7 +704,7 @@ def cmd_pretrained_encode(args: argparse.Namespace) -> None:
                     "pretrained-encode")
     fn(args.features, root, args.subject, args.rois, args.out_dir, s.get("encoding"),
        s["pretrained_models"], args.name, layers=args.layers, pools=args.pools,
-       seed=s.get("seed", 0), **({"submission_dir": sub_dir} if sub_dir else {}))
+       seed=s["seed"], **({"submission_dir": sub_dir} if sub_dir else {}))
 
 
 # =========================================================================== ensembles
@@ -874,7 +874,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
                    help="images: writes the challenge submission DIR/{lh,rh}_pred_test.npy")
 
     p = add("pretrained-ensemble", cmd_pretrained_ensemble,
-            "average the test predictions of several models")
+            "average the test predictions of several models", common=False)
     p.add_argument("--name", required=True)
     p.add_argument("--members", required=True, nargs="+")
     p.add_argument("--subjects", required=True, nargs="+")

@@ -183,7 +183,7 @@ def cmd_tokenizer(args: argparse.Namespace) -> None:
     s = settings(args, ["tokenizer", "seed"])
     train_tokenizer(
         args.frames, args.checkpoint, args.tokens, args.summary, s["tokenizer"],
-        seed=s.get("seed", 0), threads=args.threads, device=args.device,
+        seed=s["seed"], threads=args.threads, device=args.device,
     )
 
 

@@ -381,7 +381,8 @@ def train_step(run: Run, fwd: torch.nn.Module, step: int) -> float:
 
 def log_row(run: Run, done: int, lr: float, is_eval: bool, elapsed: float,
             progress: Progress) -> None:
-    """Append the log row of step ``done`` (validating if ``is_eval``); report every tenth.
+    """Append the log row of step ``done`` (validating if ``is_eval``); report every tenth
+    row on stderr, with elapsed time and ETA.
 
     ``elapsed`` is the wall time since the last row; the sums since then are reset.
     """
@@ -401,10 +402,11 @@ def log_row(run: Run, done: int, lr: float, is_eval: bool, elapsed: float,
                                run.mcfg.conditioned, run.point.precision, dev)
         row["val_loss"] = st.val_loss
     st.rows.append(row)
-    if run.dist.rank == 0 and (done % max(1, run.steps // 10) == 0 or done == run.steps):
+    # every tenth logged row (rows come every steps // 100 steps), and the last
+    report = 10 * max(1, run.steps // 100)
+    if run.dist.rank == 0 and (done % report == 0 or done == run.steps):
         val = f"{st.val_loss:.4f}" if math.isfinite(st.val_loss) else "-"
-        resumed = f" (step {done}/{run.steps} of the run)" if st.start else ""
-        log.info(progress.line(done - st.start) + f"{resumed}; train_loss "
+        log.info(progress.line(done) + "; train_loss "
                  f"{row['train_loss']:.4f} val_loss {val} lr {lr:.2e} "
                  f"{row['tokens_per_s']:,.0f} tok/s")
     st.loss_sum.zero_()
@@ -485,7 +487,7 @@ def train(
     run.info(f"{count_params(run.model):,} params (no emb), {corpus.train.size} train clips, "
              f"{corpus.val.size} val clips ({corpus.val_from}), {steps} steps on {dev}"
              + (f" x {run.dist.world} processes" if run.dist.world > 1 else ""))
-    progress = Progress(log, steps - st.start, f"{point.name}: step")
+    progress = Progress(log, steps, f"{point.name}: step", start=st.start)
     run.model.train()
     tick = time.perf_counter()
     with StopSignals() as stop, warnings.catch_warnings():
