@@ -331,6 +331,11 @@ def _check_fmri(cfg: dict[str, Any], problems: list[str]) -> None:
             )
     elif "root" not in fmri:
         problems.append(f"fmri.root is required when fmri.source is {fmri['source']!r}")
+    if fmri["source"] == "algonauts2023" and not cfg.get("pretrained_models", {}).get("only"):
+        problems.append(
+            "fmri.source: 'algonauts2023' holds still images, which only the pretrained-model "
+            "arm encodes; expected pretrained_models.only: true, found "
+            f"{cfg.get('pretrained_models', {}).get('only', False)!r}")
     enc = cfg["encoding"]
     if fmri["source"] == "synthetic":
         # the other sources' run lengths are known from the data: the encode stage checks them

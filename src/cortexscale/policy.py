@@ -53,7 +53,7 @@ PRETRAINED_FIGURE = "pretrained.png"
 #: options of ``cortexscale analyse`` naming the pretrained tables, in PRETRAINED_TABLES order
 PRETRAINED_OPTIONS = ("pretrained", "pretrained-sample-size", "pretrained-fits")
 #: fMRI sources imported into results/ by rule ``fmri_import`` (another layout than ours)
-IMPORTED_SOURCES = ("algonauts2025", "nifti", "algonauts2023")
+IMPORTED_SOURCES = ("algonauts2025", "nifti")
 #: image datasets: the pretrained arm reads them from ``fmri.root`` (no video, no fMRI check)
 IMAGE_SOURCES = ("algonauts2023",)
 #: a regex that matches nothing (a wildcard with no allowed value)

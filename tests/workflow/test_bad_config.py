@@ -51,6 +51,8 @@ CASES = [
                               "vary": {"hidden": [], "layers": [], "heads": []}}},
      ["grid", "hidden must be at least the number of heads"]),
     ("prepared-without-root", {"fmri": {"source": "prepared"}}, ["fmri.root is required"]),
+    ("images-through-videogpt", {"fmri": {"source": "algonauts2023", "root": "/data/nsd"}},
+     ["fmri.source", "'algonauts2023'", "pretrained_models.only: true", "found False"]),
     ("frames-without-path", {"corpus": {"source": "frames_h5"}}, ["corpus.path is required"]),
     ("downsample-not-dividing", {"tokenizer": {"downsample": [4, 8, 32]}},
      ["tokenizer.downsample", "corpus.width"]),

@@ -11,13 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cortexscale.errors import ConfigError
+from cortexscale.policy import IMPORTED_SOURCES
 from cortexscale.stages.common import settings
 
-__all__ = ["IMPORTED_SOURCES", "cmd_corpus", "cmd_fmri", "cmd_fmri_check", "cmd_fmri_import",
-           "register"]
-
-#: the ``fmri.source`` values that ``fmri-import`` converts into ``results/data/fmri``
-IMPORTED_SOURCES = ("algonauts2025", "nifti")
+__all__ = ["cmd_corpus", "cmd_fmri", "cmd_fmri_check", "cmd_fmri_import", "register"]
 
 
 def cmd_corpus(args: argparse.Namespace) -> None:
