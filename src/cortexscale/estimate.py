@@ -18,7 +18,11 @@ from cortexscale.errors import InputError
 __all__ = ["estimate"]
 
 
-def estimate(cfg: dict[str, Any], device: str = "H100 SXM", mfu: float = 0.35,
+#: the GPU and the model-FLOPs utilisation a sweep is costed at unless told otherwise
+DEFAULT_DEVICE, DEFAULT_MFU = "H100 SXM", 0.35
+
+
+def estimate(cfg: dict[str, Any], device: str = DEFAULT_DEVICE, mfu: float = DEFAULT_MFU,
              gpus_per_model: bool = True) -> list[dict[str, Any]]:
     """One row per grid point: params, tokens, FLOPs, GPUs, GPU hours and wall hours.
 

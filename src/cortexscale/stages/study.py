@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cortexscale.errors import ConfigError
+from cortexscale.estimate import DEFAULT_DEVICE, DEFAULT_MFU
 
 __all__ = ["cmd_estimate", "cmd_install_profile", "cmd_validate", "register"]
 
@@ -85,9 +86,10 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("estimate", cmd_estimate, "estimate a sweep's pretraining GPU hours from a config",
             common=False)
     p.add_argument("config", type=Path)
-    p.add_argument("--device", default="H100 SXM",
-                   help="peak-FLOPs table entry (train/metrics.py), default 'H100 SXM'")
-    p.add_argument("--mfu", type=float, default=0.35, help="assumed MFU (default 0.35)")
+    p.add_argument("--device", default=DEFAULT_DEVICE,
+                   help=f"peak-FLOPs table entry (train/metrics.py), default {DEFAULT_DEVICE!r}")
+    p.add_argument("--mfu", type=float, default=DEFAULT_MFU,
+                   help=f"assumed MFU (default {DEFAULT_MFU})")
 
     p = add("install-profile", cmd_install_profile,
             "copy a Snakemake profile to ~/.config/snakemake/NAME", common=False)
