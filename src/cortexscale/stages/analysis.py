@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from cortexscale.errors import InputError, MissingInputError
 from cortexscale.logs import get_logger
+from cortexscale.policy import ANALYSIS_PAGES, ANALYSIS_TABLES
 from cortexscale.stages.aggregate import write_table
 from cortexscale.stages.common import settings
 
@@ -29,8 +30,6 @@ __all__ = ["analyse", "read_planted", "register"]
 
 log = get_logger(__name__)
 
-#: the analysis tables that get an HTML page in the report (fit_curves does not)
-PAGED = ("scaling_fits", "frontier", "isoflop", "allocation", "comparisons")
 
 
 def _read_optional(path: str | os.PathLike | None) -> pd.DataFrame | None:
@@ -103,7 +102,11 @@ def analyse(
     if table.empty or parcels.empty:
         raise InputError(f"{table_tsv} or {parcels_tsv} has no rows; nothing to analyse")
     result = analyse_tables(table, parcels, n_boot=n_boot, seed=seed)
-    for name, df in result.tables().items():
+    tables = result.tables()
+    if set(tables) != set(ANALYSIS_TABLES):  # the workflow declares policy's names
+        raise RuntimeError(f"analyse wrote {sorted(tables)}, the workflow declares "
+                           f"{sorted(ANALYSIS_TABLES)}")
+    for name, df in tables.items():
         write_table(df, Path(out_dir) / f"{name}.tsv")
     text = summary_markdown(
         table, result.scaling_fits, result.frontier, result.allocation, result.comparisons,
@@ -140,12 +143,12 @@ def cmd_analyse(args: argparse.Namespace) -> None:
 
     figures = (args.frontier_figure, args.isoflop_figure, args.allocation_figure)
     # the HTML pages of the summary and of these tables are written beside them (the report)
-    paged = [args.out_dir / f"{n}.tsv" for n in PAGED]
+    paged = [args.out_dir / f"{n}.tsv" for n in ANALYSIS_PAGES]
     prepare_outputs([args.out_dir / "allocation.tsv", args.summary, page_path(args.summary),
                      *map(page_path, paged), *(f for f in figures if f is not None)], "analyse")
     analyse(
         args.table, args.parcels, args.out_dir, args.summary, args.frontier_figure,
-        n_boot=s["scaling"]["n_boot"], seed=s.get("seed", 0), study=s.get("study", "study"),
+        n_boot=s["scaling"]["n_boot"], seed=s["seed"], study=s.get("study", "study"),
         pretrained_tsv=args.pretrained, pretrained_sample_size_tsv=args.pretrained_sample_size,
         pretrained_fits_tsv=args.pretrained_fits, reference_summaries=args.reference_summaries,
         isoflop_png=args.isoflop_figure, allocation_png=args.allocation_figure,
