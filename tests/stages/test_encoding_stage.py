@@ -149,3 +149,29 @@ def test_config_is_checked():
     with pytest.raises(ValueError, match=r"'encoding.delays': \[1, 1\] has non-unique elements"):
         check_encoding_config({**CFG, "delays": [1, 1]})
     assert check_encoding_config({})["cv_folds"] == 3
+
+
+def test_encode_command_fits_every_roi_and_reports_progress(tmp_path, rng, capsys):
+    import re
+
+    from cortexscale.cli import main
+
+    feats, root = _make_study(tmp_path / "fmri", rng)
+    outs = [tmp_path / "enc" / f"{roi}.tsv" for roi in ("early", "scene")]
+    sections = json.dumps({"encoding": CFG})
+    code = main(["encode", "--sections", sections, "--grid", "g", "--subject", "sub-01",
+                 "--roi", "early", "scene", "--features", str(feats), "--fmri-root", str(root),
+                 "--out", *map(str, outs)])
+    assert code == 0
+    for out, roi in zip(outs, ("early", "scene"), strict=True):
+        assert json.loads(out.with_suffix(".json").read_text())["roi"] == roi
+    err = capsys.readouterr().err
+    lines = re.findall(r"cortexscale encode: g sub-01: ROI (\d)/2, elapsed .*, ETA .*; "
+                       r"(\w+): 3 parcels, mean r [0-9.]+, \d+ significant", err)
+    assert lines == [("1", "early"), ("2", "scene")], err
+    # a --roi without its --out is a user error: one line, exit 2, nothing written
+    assert main(["encode", "--sections", sections, "--grid", "g", "--subject", "sub-01",
+                 "--roi", "early", "scene", "--features", str(feats), "--fmri-root", str(root),
+                 "--out", str(tmp_path / "x.tsv")]) == 2
+    assert "expected 2 (early, scene), found 1" in capsys.readouterr().err
+    assert not (tmp_path / "x.tsv").exists()

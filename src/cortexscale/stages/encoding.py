@@ -20,7 +20,7 @@ import numpy as np
 
 from cortexscale.config import section
 from cortexscale.errors import ConfigError, InputError, MissingInputError
-from cortexscale.logs import get_logger
+from cortexscale.logs import Progress, get_logger
 from cortexscale.stages.common import settings
 
 if TYPE_CHECKING:
@@ -248,11 +248,15 @@ def cmd_encode(args: argparse.Namespace) -> None:
             f"encode: --out must give one table per --roi; expected {len(args.roi)} "
             f"({', '.join(args.roi)}), found {len(args.out)}"
         )
-    for roi, out in zip(args.roi, args.out, strict=True):
-        run_encoding(
+    progress = Progress(log, len(args.roi), f"{args.grid} {args.subject}: ROI")
+    for i, (roi, out) in enumerate(zip(args.roi, args.out, strict=True), start=1):
+        side = run_encoding(
             args.features, args.fmri_root, args.subject, roi, out, s["encoding"],
             grid=args.grid,
         )
+        mean_r = "-" if side["mean_r"] is None else f"{side['mean_r']:.3f}"
+        progress.update(i, f"{roi}: {side['n_parcels']} parcels, mean r {mean_r}, "
+                           f"{side['n_significant']} significant")
 
 
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
