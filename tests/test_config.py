@@ -302,3 +302,12 @@ def test_a_data_size_that_leaves_no_room_for_validation_names_size_pool_and_clip
         check_config(cfg)
     cfg["grid"]["data_sizes"] = [2048, 7680]  # 480 clips: exactly the pool
     check_config(cfg)
+
+
+def test_planted_defaults_are_the_schemas():
+    # references.py sits below config and keeps its own copy of the planted law's defaults
+    from cortexscale.config import load_schema
+    from cortexscale.references import PLANTED_DEFAULTS
+
+    planted = load_schema()["properties"]["reference"]["properties"]["planted"]["properties"]
+    assert {k: v["default"] for k, v in planted.items() if "default" in v} == PLANTED_DEFAULTS
