@@ -18,7 +18,9 @@ min_version("9.0")
 # file so that the workflow runs from any working directory (snakemake --directory DIR).
 DEFAULT_CONFIG = os.path.join(workflow.basedir, "config", "config.yaml")
 # Snakemake's own reader neither names a malformed file nor refuses a repeated key (it keeps
-# the last value): read every config file once more with ours, which does both.
+# the last value): every config file is read once more with ours, which refuses a repeated
+# key in each and names a malformed default config. (A malformed --configfile is parsed by
+# Snakemake before this file runs, so that one still gets Snakemake's message.)
 read_yaml(DEFAULT_CONFIG)
 
 

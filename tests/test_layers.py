@@ -66,7 +66,8 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> list[tuple[int, st
                     found.append((node.lineno, alias.name, []))
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = module.split(".")
+                # a package's own name is its __init__'s base: cortexscale.__init__ -> cortexscale
+                base = module.removesuffix(".__init__").split(".")
                 base = base if is_package else base[:-1]
                 base = base[: len(base) - (node.level - 1)]
                 target = ".".join(base + ([node.module] if node.module else []))
@@ -179,3 +180,12 @@ ALLOWED = [
 @pytest.mark.parametrize(("module", "source"), ALLOWED)
 def test_an_import_along_the_order_is_allowed(module, source):
     assert violations(source, module) == []
+
+
+def test_a_relative_import_in_a_package_init_is_resolved():
+    # the top-level __init__ sits in the bottom layer: a stage, however spelled, is refused
+    (problem,) = violations("from .stages import study", "cortexscale.__init__", True)
+    assert "imports cortexscale.stages" in problem
+    # a sub-package's __init__ (data/__init__.py is module cortexscale.data)
+    (problem,) = violations("from ..stages import data", "cortexscale.data", True)
+    assert "imports cortexscale.stages" in problem

@@ -8,6 +8,7 @@ before any job with a message that names the key, what is allowed and what was g
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 from importlib import resources
@@ -103,8 +104,13 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
 
 
+@functools.cache
 def load_schema() -> dict[str, Any]:
-    """Return the config JSON schema as a dict."""
+    """Return the config JSON schema as a dict, parsed once per process.
+
+    Shared by every caller: read it, never modify it (validation fills defaults into deep
+    copies).
+    """
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
