@@ -42,6 +42,11 @@ CASES = [
     ("duplicate-subjects", {"subjects": ["sub-01", "sub-01"]}, ["'subjects'"]),
     ("shell-subject", {"subjects": ["sub-01;rm"]}, ["'subjects.0'", "pattern"]),
     ("shell-study", {"study": "a $(b)"}, ["'study'", "pattern"]),
+    # results/<study>: '..' would be the repository itself (and `make clean-results` removes it)
+    ("parent-study", {"study": ".."}, ["'study'", "pattern", '".."']),
+    ("option-subject", {"subjects": ["-h"]}, ["'subjects.0'", "pattern"]),
+    ("parent-model", {"pretrained_models": {"models": [{"name": "..", "build": "vit"}]}},
+     ["'pretrained_models.models.0.name'", "pattern"]),
     ("delay-longer-than-run", {"encoding": {"delays": [1, 40]}},
      ["encoding.delays", "40 TRs", "fmri.trs_per_run"]),
     ("alphas-min-above-max", {"encoding": {"alphas": {"min": 4, "max": 1, "n": 3}}},
