@@ -13,19 +13,23 @@ encode stage.
 from __future__ import annotations
 
 import json
+import shutil
 
 import h5py
 import numpy as np
 import pytest
 from scipy.signal import lfilter
 
+from cortexscale.cli import main
 from cortexscale.config import ConfigError, check_semantics, validate_schema
 from cortexscale.data.synthetic import write_synthetic_fmri
 from cortexscale.encoding.delays import make_delays, zscore_per_run
 from cortexscale.encoding.metrics import pearson_r
 from cortexscale.encoding.ridge import ridge_cv, ridge_predict
+from cortexscale.errors import InputError
 from cortexscale.features.planted import (
     PlantedLaw,
+    check_world,
     planted_features,
     random_features,
     surrogate_score,
@@ -249,8 +253,44 @@ def test_stage_writes_the_features_layout_and_encode_reads_it(world, tmp_path):
 
 def test_stage_refuses_a_world_of_another_seed(world, tmp_path):
     sections = {"fmri": FMRI, "corpus": CORPUS, "seed": 1, "reference": {}}
-    with pytest.raises(ValueError, match="do not reproduce the recorded signal"):
+    with pytest.raises(InputError, match="do not reproduce the recorded signal"):
         write_reference("latents_s0", sections, world, tmp_path / "x.h5", tmp_path / "x.json")
+
+
+def _reference_cli(capsys, world, tmp_path, seed):
+    sections = {"fmri": FMRI, "corpus": {"source": "synthetic", **CORPUS}, "seed": seed}
+    capsys.readouterr()
+    code = main(["reference-features", "--sections", json.dumps(sections), "--name",
+                 "latents_s0", "--fmri-root", str(world), "--out", str(tmp_path / "x.h5"),
+                 "--summary", str(tmp_path / "x.json")])
+    return code, capsys.readouterr().err
+
+
+def test_cli_world_of_another_seed_is_a_one_line_error(capsys, world, tmp_path):
+    code, err = _reference_cli(capsys, world, tmp_path, seed=1)
+    assert code == 2 and "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ": error: " in ln]
+    assert "sub-01.h5: the re-rendered latents do not reproduce the recorded signal" in line
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x.json").exists()
+
+
+def test_cli_truth_without_a_run_is_a_one_line_error(capsys, world, tmp_path):
+    copy = tmp_path / "world"
+    shutil.copytree(world, copy)
+    with h5py.File(copy / "truth" / "sub-01.h5", "a") as f:
+        del f["signal/ses-001_task-run02"]
+    code, err = _reference_cli(capsys, copy, tmp_path, seed=0)
+    assert code == 2 and "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ": error: " in ln]
+    assert "sub-01.h5: expected the datasets weights and signal/{run} for every run" in line
+    assert "['signal/ses-001_task-run02'] missing" in line
+
+
+def test_check_world_refuses_weights_of_another_world():
+    fine = {"movie01": np.zeros((64, 17))}
+    truth = {"weights": np.zeros((16, 3)), "signal/run01": np.zeros((4, 3))}
+    with pytest.raises(InputError, match="weights have 16 features, the world's latents 17"):
+        check_world(fine, truth, {"run01": "movie01"}, 1.0, source="t.h5")
 
 
 def test_tr_latents_window_ends_at_the_onset():

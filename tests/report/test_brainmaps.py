@@ -1,9 +1,13 @@
+import shutil
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 
+from cortexscale.cli import main
 from cortexscale.data.atlas import synthetic_atlas, write_atlas
+from cortexscale.errors import InputError
 from cortexscale.report.brainmaps import parcel_volume, plot_brain_maps
 
 ROIS = ["early", "motion", "object", "scene"]
@@ -61,6 +65,73 @@ def test_plot_brain_maps_picks_the_best_grid_point(tmp_path, atlas, rng, saved):
     assert grid == "d2_h8_l1_a1_fp32_s0"
     # a valid PNG and SVG; what the slices show is checked in tests/report/test_figures.py
     assert saved[tmp_path / "m.png"].axes
-    with pytest.raises(ValueError, match="not in the parcel table"):
+    with pytest.raises(InputError, match="not in the parcel table"):
         plot_brain_maps(pd.DataFrame(rows), tmp_path / "atlas.nii.gz", tmp_path / "x.png",
                         grid="d9_h8_l1_a1_fp32_s0")
+    with pytest.raises(InputError, match=r"no atlas for subject\(s\) \['sub-02'\]"):
+        plot_brain_maps(pd.DataFrame(rows), {"sub-01": tmp_path / "atlas.nii.gz"},
+                        tmp_path / "x.png")
+
+
+# ---------------------------------------------------------------------------- the CLI
+@pytest.fixture
+def parcels_tsv(tmp_path, atlas):
+    write_atlas(tmp_path / "atlas.nii.gz", atlas)
+    rows = pd.DataFrame({"grid": "d1_h8_l1_a1_fp32_s0", "subject": "sub-01",
+                         "parcel": np.arange(16), "r": np.linspace(-0.2, 0.5, 16)})
+    rows.to_csv(tmp_path / "parcels.tsv", sep="\t", index=False)
+    return tmp_path / "parcels.tsv"
+
+
+def brain_maps_cli(capsys, parcels, atlas, out, *extra) -> tuple[int, str]:
+    """Exit code and the one error line of ``cortexscale brain-maps`` (no traceback)."""
+    capsys.readouterr()
+    code = main(["brain-maps", "--parcels", str(parcels), "--atlas", *map(str, atlas),
+                 "--out", str(out), *extra])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ": error: " in ln]
+    assert code != 2 or len(lines) == 1, err
+    return code, lines[0] if lines else ""
+
+
+def test_cli_draws_the_map(capsys, tmp_path, parcels_tsv, saved):
+    code, _ = brain_maps_cli(capsys, parcels_tsv, [tmp_path / "atlas.nii.gz"],
+                             tmp_path / "m.png")
+    assert code == 0 and saved[tmp_path / "m.png"].axes
+
+
+@pytest.mark.parametrize(("case", "found"), [
+    ("grid", "grid point 'd9_h8_l1_a1_fp32_s0' is not in the parcel table"),
+    ("subject", "no atlas for subject(s) ['sub-01'] of the parcel table"),
+    ("missing atlas", "nowhere.nii.gz does not exist; expected a labels image"),
+    ("unreadable atlas", "bad.nii.gz: not a readable NIfTI labels image"),
+    ("truncated atlas", "cut.nii.gz: not a readable NIfTI labels image"),
+    ("columns", "the parcel table: expected the columns grid, subject, parcel, r, found"),
+    ("empty", "the parcel table is empty; nothing to draw"),
+])
+def test_cli_user_errors_are_one_line(capsys, tmp_path, parcels_tsv, saved, case, found):
+    atlas, extra = [tmp_path / "atlas.nii.gz"], []
+    if case == "grid":
+        extra = ["--grid", "d9_h8_l1_a1_fp32_s0"]
+    elif case == "subject":
+        shutil.copy(atlas[0], tmp_path / "sub-02.nii.gz")
+        shutil.copy(atlas[0], tmp_path / "sub-03.nii.gz")
+        atlas = [tmp_path / "sub-02.nii.gz", tmp_path / "sub-03.nii.gz"]
+    elif case == "missing atlas":
+        atlas = [tmp_path / "nowhere.nii.gz"]
+    elif case == "unreadable atlas":
+        (tmp_path / "bad.nii.gz").write_bytes(b"not an image")
+        atlas = [tmp_path / "bad.nii.gz"]
+    elif case == "truncated atlas":
+        data = atlas[0].read_bytes()
+        (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) // 2])
+        atlas = [tmp_path / "cut.nii.gz"]
+    elif case == "columns":
+        pd.read_csv(parcels_tsv, sep="\t").rename(columns={"r": "score"}).to_csv(
+            parcels_tsv, sep="\t", index=False)
+    else:
+        pd.read_csv(parcels_tsv, sep="\t").iloc[:0].to_csv(parcels_tsv, sep="\t", index=False)
+    code, line = brain_maps_cli(capsys, parcels_tsv, atlas, tmp_path / "x.png", *extra)
+    assert code == 2 and found in line, line
+    assert len(saved) == 0 and not (tmp_path / "x.png").exists()

@@ -51,14 +51,11 @@ from numpy.lib import format as npy_format
 from cortexscale.errors import InputError, MissingInputError
 
 __all__ = [
-    "HEMIS", "MAPPING_CLASSES", "NsdSubject", "UnsafeFileError", "describe_nsd_subject",
-    "load_mapping", "npy_header", "read_nsd_subject", "read_roi_masks", "write_synthetic_nsd",
+    "HEMIS", "NsdSubject", "UnsafeFileError", "describe_nsd_subject", "load_mapping",
+    "npy_header", "read_nsd_subject", "read_roi_masks", "write_synthetic_nsd",
 ]
 
 HEMIS = ("lh", "rh")
-#: the ROI classes of the release (``roi_masks/mapping_{class}.npy``)
-MAPPING_CLASSES = ("prf-visualrois", "floc-bodies", "floc-faces", "floc-places",
-                   "floc-words", "streams")
 STILL_FAMILIES = ("contrast", "luminance", "object")
 _MASK = re.compile(r"^(lh|rh)\.(.+)_challenge_space\.npy$")
 

@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from cortexscale.errors import InputError
+
 # the world (cortexscale.data.synthetic) is imported where it is used: the config check
 # builds a PlantedLaw and must not load the renderer, HDF5 and video libraries
 
@@ -235,15 +237,21 @@ def check_world(
 
     Raises
     ------
-    ValueError
-        If the latents cannot have produced the signal (a changed world or config).
+    InputError
+        If the truth lacks a run's signal, or the latents cannot have produced the signal
+        (a changed world or config).
     """
     from cortexscale.data.synthetic import OVERSAMPLING, bold_from_drive
 
+    lacking = [k for k in ("weights", *(f"signal/{run}" for run in runs)) if k not in truth]
+    if lacking:
+        raise InputError(f"{source}: expected the datasets weights and signal/{{run}} for "
+                         f"every run of runs.tsv, found {lacking[:5]} missing (the truth of "
+                         "another fMRI dataset?)")
     w = np.asarray(truth["weights"], dtype=np.float64)  # (k, v)
     first = next(iter(fine.values()))
     if w.shape[0] != first.shape[1]:
-        raise ValueError(f"{source}: weights have {w.shape[0]} features, the world's latents "
+        raise InputError(f"{source}: weights have {w.shape[0]} features, the world's latents "
                          f"{first.shape[1]}; the synthetic world changed")
     resid = []
     for run, stim in runs.items():
@@ -253,7 +261,7 @@ def check_world(
     resid = np.concatenate(resid)
     spread = float((resid.max(axis=0) - resid.min(axis=0)).max())
     if not spread <= tol:
-        raise ValueError(
+        raise InputError(
             f"{source}: the re-rendered latents do not reproduce the recorded signal (residual "
             f"spread {spread:.3g} > {tol:g}); the fMRI dataset was not made by this config's "
             "fmri, corpus and seed sections"

@@ -81,8 +81,6 @@ class LoadedModel:
         ``config.model_type`` of the tower.
     patch_size : int or None
         Patch size of a transformer (None for convolutional models).
-    n_prefix : int or None
-        Tokens before the patch tokens (CLS, registers), from the config when known.
     n_params : int
         Parameters of the tower.
     """
@@ -92,7 +90,6 @@ class LoadedModel:
     source: str
     architecture: str
     patch_size: int | None
-    n_prefix: int | None
     n_params: int
 
 
@@ -181,14 +178,11 @@ def load_pretrained(source: str | os.PathLike, device: str = "cpu",
     if tower is not None and hasattr(model, "get_image_features"):  # full CLIP-like model
         model, config = tower, getattr(config, "vision_config", config)
     model.eval().to(device)
-    n_prefix = None
-    if _patch(config) is not None:
-        n_prefix = 1 + int(getattr(config, "num_register_tokens", 0) or 0)
     return LoadedModel(model, processor, source, str(config.model_type), _patch(config),
-                       n_prefix, count_parameters(model))
+                       count_parameters(model))
 
 
-def _as_map(h: torch.Tensor, grid: tuple[int, int] | None, n_prefix: int | None) -> torch.Tensor:
+def _as_map(h: torch.Tensor, grid: tuple[int, int] | None) -> torch.Tensor:
     """One hidden state -> (B, C, H, W)."""
     if h.ndim == 4:
         return h
@@ -201,7 +195,7 @@ def _as_map(h: torch.Tensor, grid: tuple[int, int] | None, n_prefix: int | None)
     else:  # unknown patch size: the largest square grid of trailing tokens
         side = math.isqrt(n)
         gh = gw = side
-    prefix = n - gh * gw  # CLS and register tokens (``n_prefix`` in the config)
+    prefix = n - gh * gw  # CLS and register tokens
     tokens = h[:, prefix:]
     return tokens.transpose(1, 2).reshape(h.shape[0], h.shape[2], gh, gw)
 
@@ -263,7 +257,7 @@ def layer_maps(loaded: LoadedModel, pixel_values: torch.Tensor) -> list[torch.Te
     if loaded.patch_size:
         grid = (pixel_values.shape[-2] // loaded.patch_size,
                 pixel_values.shape[-1] // loaded.patch_size)
-    return [_as_map(h, grid, loaded.n_prefix).float() for h in hidden]
+    return [_as_map(h, grid).float() for h in hidden]
 
 
 # --------------------------------------------------------------------------- tiny models

@@ -15,6 +15,7 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from cortexscale.errors import InputError, MissingInputError  # noqa: E402
 from cortexscale.report.figures import save_figure  # noqa: E402
 
 
@@ -57,9 +58,22 @@ def _atlas_paths(atlas: str | os.PathLike | Mapping[str, str | os.PathLike] | Se
         paths = {p.name.split(".")[0]: p for p in paths}
     missing = [s for s in subjects if s not in paths]
     if missing:
-        raise ValueError(f"no atlas for subject(s) {missing} of the parcel table; found "
+        raise InputError(f"no atlas for subject(s) {missing} of the parcel table; found "
                          f"{sorted(paths)} (one {{subject}}.nii.gz per subject, or one for all)")
     return {s: paths[s] for s in subjects}
+
+
+def _load_atlas(path: Path) -> nib.Nifti1Image:
+    """A labels image, or a one-line error naming the file."""
+    if not path.is_file():
+        raise MissingInputError(f"atlas {path} does not exist; expected a labels image "
+                                "(NIfTI, parcel p labelled p + 1)")
+    try:
+        image = nib.load(path)
+        image.get_fdata()  # reads (and caches) the voxels: a truncated file fails here
+    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError) as err:
+        raise InputError(f"{path}: not a readable NIfTI labels image: {err}") from err
+    return image
 
 
 def plot_brain_maps(
@@ -88,23 +102,37 @@ def plot_brain_maps(
     -------
     grid : str
         The grid point drawn.
+
+    Raises
+    ------
+    InputError
+        An empty parcel table or one without the columns ``grid, subject, parcel, r``; a
+        ``grid`` not in it; a subject without an atlas; an unreadable atlas.
+    MissingInputError
+        An atlas file that does not exist.
     """
     from nilearn import plotting
 
     if parcels.empty:
-        raise ValueError("the parcel table is empty; nothing to draw")
+        raise InputError("the parcel table is empty; nothing to draw")
+    lacking = [c for c in ("grid", "subject", "parcel", "r") if c not in parcels.columns]
+    if lacking:
+        raise InputError(f"the parcel table: expected the columns grid, subject, parcel, r, "
+                         f"found {list(parcels.columns)} (lacking {lacking})")
     parcels = parcels.groupby(["grid", "subject", "parcel"], as_index=False)["r"].mean()
     if grid is None:
         grid = str(parcels.groupby("grid")["r"].mean().idxmax())
     part = parcels[parcels["grid"] == grid]
     if part.empty:
-        raise ValueError(f"grid point {grid!r} is not in the parcel table")
+        raise InputError(f"grid point {grid!r} is not in the parcel table")
     subjects = sorted(part["subject"].unique())
-    atlases = _atlas_paths(atlas_path, subjects)
+    paths = _atlas_paths(atlas_path, subjects)
+    images = {p: _load_atlas(p) for p in dict.fromkeys(paths.values())}
+    atlases = {s: images[p] for s, p in paths.items()}
     vmax = float(np.nanmax(np.abs(part["r"]))) or 1.0
     fig, axes = plt.subplots(len(subjects), 1, figsize=(10, 2.2 * len(subjects)), squeeze=False)
     for ax, subject in zip(axes[:, 0], subjects, strict=True):
-        atlas = nib.load(atlases[subject])
+        atlas = atlases[subject]
         rows = part[part["subject"] == subject]
         # parcels outside the study's ROIs stay blank (NaN -> 0)
         n_parcels = max(int(rows["parcel"].max()) + 1, int(np.max(atlas.dataobj)))
