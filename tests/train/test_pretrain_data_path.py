@@ -15,7 +15,7 @@ import torch
 
 from cortexscale.config import validate_sections
 from cortexscale.data.corpus import read_subset
-from cortexscale.stages.pretrain import read_corpus, split_clips
+from cortexscale.stages.pretrain import read_corpus, reserved_validation
 from cortexscale.train.pretrain import _batch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,8 +46,8 @@ def test_written_corpus_is_what_pretrain_reads(bench, tmp_path):
     assert np.array_equal(prev[has], np.flatnonzero(has) - 1)
     subset = read_subset(frames, 100_000, "corpus")  # 100k frames / 64 = 1562 clips
     assert subset.size == 1562
-    train, val, _ = split_clips(frames, subset, "corpus", 512)
-    assert val.size == 512 and not np.intersect1d(train, val).size
+    val = reserved_validation(frames, subset, 512)
+    assert val.size == 512 and not np.intersect1d(subset, val).size
 
 
 def test_where_gather_equals_batch(bench, tmp_path):

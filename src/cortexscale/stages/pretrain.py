@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from cortexscale.train.pretrain import Corpus, Run
 
 __all__ = ["check_cfg", "cmd_launch", "cmd_pretrain", "launch", "pretrain", "read_corpus",
-           "register", "split_clips"]
+           "register", "reserved_validation"]
 
 
 def check_cfg(cfg: dict[str, Any] | None) -> dict[str, Any]:
@@ -116,19 +116,16 @@ def read_corpus(tokens_h5: Path, frames_h5: Path) -> tuple[np.ndarray, int, np.n
     return codes, codebook_size, prev
 
 
-def split_clips(
-    frames_h5: Path, subset: np.ndarray, order: str, eval_clips: int
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """The training clips (the whole subset) and the corpus's reserved validation clips.
+def reserved_validation(frames_h5: Path, subset: np.ndarray, eval_clips: int) -> np.ndarray:
+    """The corpus's reserved validation clips, checked against the training ``subset``.
+
+    A run trains on the whole subset, whichever the order (the reserve is the same for
+    both), and is validated on these (``Corpus.val_from`` ``"reserved"``).
 
     Returns
     -------
-    train : int64 (n_train,)
-        Training clip indices: ``subset``, in subset order.
     val : int64 (eval_clips,)
         Validation clip indices (``frames.h5/validation``), sorted.
-    val_from : str
-        ``"reserved"``.
 
     Raises
     ------
@@ -140,7 +137,6 @@ def split_clips(
 
     from cortexscale.data.corpus import read_validation
 
-    del order  # the reserve is the same for both orders
     val = read_validation(frames_h5)
     if val.size != eval_clips:
         raise InputError(
@@ -157,7 +153,7 @@ def split_clips(
         )
     if subset.size == 0:
         raise InputError(f"{frames_h5}: the training subset is empty")
-    return subset, val, "reserved"
+    return val
 
 
 def pretrain(
@@ -233,8 +229,8 @@ def pretrain(
                     "pretrain")
     codes, codebook_size, prev = read_corpus(tokens_h5, frames_h5)
     subset = read_subset(frames_h5, point.data_size, order)
-    train_idx, val_idx, val_from = split_clips(frames_h5, subset, order, cfg["eval_clips"])
-    corpus = Corpus(codes, codebook_size, prev, train_idx, val_idx, val_from)
+    val = reserved_validation(frames_h5, subset, cfg["eval_clips"])
+    corpus = Corpus(codes, codebook_size, prev, subset, val)  # val_from "reserved"
     train_seed = training_seed(seed, point.seed)
     run = train(corpus, point, order, cfg, train_seed, out_dir / CHECKPOINT, threads, device,
                 on_step, single_epoch)

@@ -162,8 +162,9 @@ class Corpus:
 class TrainState:
     """Where a run stands; :meth:`loop` is what a checkpoint keeps of it (plain values).
 
-    The loss sum and the first non-finite step stay on the device between log rows (no
-    host sync per step).
+    The loss sum and the first non-finite step stay on the device between log rows: the
+    only host sync per step is the fp16 scaler's ``get_scale()``, once, after its update
+    (``scale``; none for fp32/bf16, whose scaler is disabled).
     """
 
     loss_sum: torch.Tensor  #: train-loss sum of the micro-steps since the last log row
@@ -175,15 +176,21 @@ class TrainState:
     skipped: int = 0  #: steps the fp16 gradient scaler skipped
     loss_n: int = 0  #: micro-steps in ``loss_sum``
     tok_since: int = 0  #: tokens trained since the last log row
+    #: the gradient scaler's scale after the last step (``get_scale()``); not checkpointed:
+    #: a resumed run reads it from the restored scaler
+    scale: float = 1.0
 
     @classmethod
     def begin(cls, dev: torch.device, loop: dict[str, Any] | None = None,
-              step: int = 0) -> TrainState:
-        """A fresh state, or the one of a checkpoint (its ``loop`` and ``step``)."""
+              step: int = 0, scale: float = 1.0) -> TrainState:
+        """A fresh state, or the one of a checkpoint (its ``loop`` and ``step``).
+
+        ``scale`` is the gradient scaler's ``get_scale()`` (fresh or restored).
+        """
         loop = dict(loop or {})
         loss_sum = torch.tensor(float(loop.pop("loss_sum", 0.0)), device=dev)
         loop.pop("start", None)
-        return cls(loss_sum, torch.tensor(-1, device=dev), start=step, **loop)
+        return cls(loss_sum, torch.tensor(-1, device=dev), start=step, scale=scale, **loop)
 
     def loop(self) -> dict[str, Any]:
         return {"rows": self.rows, "val_loss": self.val_loss, "train_time": self.train_time,
@@ -226,11 +233,15 @@ class Run:
         return self.cfg["batch_size"] // self.cfg["grad_accum"]
 
     @property
+    def identity(self) -> dict[str, Any]:
+        """The grid point, precision, subset order and seed (in the checkpoint and run_args)."""
+        return {"grid": self.point.name, "precision": self.point.precision,
+                "order": self.order, "seed": int(self.seed)}
+
+    @property
     def run_args(self) -> dict[str, Any]:
         """What a checkpoint must match to resume this run (checkpoint_every may change)."""
-        return {**self.mcfg.to_dict(), "grid": self.point.name,
-                "precision": self.point.precision, "order": self.order, "seed": int(self.seed),
-                "world_size": self.dist.world,
+        return {**self.mcfg.to_dict(), **self.identity, "world_size": self.dist.world,
                 **{f"pretrain.{k}": v for k, v in self.cfg.items() if k != "checkpoint_every"}}
 
     def objects(self) -> dict[str, Any]:
@@ -241,8 +252,7 @@ class Run:
         """Checkpoint the run after ``step`` steps (``checkpoint.pt``, ``model.pt``)."""
         save_checkpoint(path, self.objects(), {
             "model_args": self.mcfg.to_dict(), "step": step,
-            "data_position": self.stream.position, "grid": self.point.name,
-            "precision": self.point.precision, "order": self.order, "seed": int(self.seed),
+            "data_position": self.stream.position, **self.identity,
             "pretrain_cfg": self.cfg, "run_args": self.run_args, "loop": self.state.loop(),
         }, self.dist.rank)
 
@@ -252,7 +262,8 @@ class Run:
         if ck is None:
             return
         self.stream.position = int(ck["data_position"])
-        self.state = TrainState.begin(self.dev, ck["loop"], int(ck["step"]))
+        self.state = TrainState.begin(self.dev, ck["loop"], int(ck["step"]),
+                                      self.scaler.get_scale())
         self.info(f"resuming from {path} at step {self.state.start}")
 
     def info(self, msg: str) -> None:
@@ -335,9 +346,10 @@ def new_run(corpus: Corpus, point: GridPoint, order: str, cfg: dict[str, Any], s
     model = GPT(mcfg).to(dev)
     opt = _optimizer(model, cfg, dev)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg) / cfg["lr"])
-    return Run(point, order, cfg, seed, dist, dev, mcfg, model, opt, sched,
-               grad_scaler(point.precision, dev), ClipStream(corpus.train, seed), codes, prev,
-               corpus.val, TrainState.begin(dev))
+    scaler = grad_scaler(point.precision, dev)
+    return Run(point, order, cfg, seed, dist, dev, mcfg, model, opt, sched, scaler,
+               ClipStream(corpus.train, seed), codes, prev, corpus.val,
+               TrainState.begin(dev, scale=scaler.get_scale()))
 
 
 def train_step(run: Run, fwd: torch.nn.Module, step: int) -> float:
@@ -367,11 +379,13 @@ def train_step(run: Run, fwd: torch.nn.Module, step: int) -> float:
     st.loss_n += accum
     run.scaler.unscale_(run.opt)
     torch.nn.utils.clip_grad_norm_(run.model.parameters(), GRAD_CLIP)
-    scale = run.scaler.get_scale()
     run.scaler.step(run.opt)
     run.scaler.update()
-    if run.scaler.is_enabled() and run.scaler.get_scale() < scale:  # lowered: step skipped
-        st.skipped += 1
+    if run.scaler.is_enabled():  # the one host sync of a step: the scale after the update
+        scale = run.scaler.get_scale()
+        if scale < st.scale:  # lowered: the step was skipped
+            st.skipped += 1
+        st.scale = scale
     run.opt.zero_grad(set_to_none=True)
     lr = run.opt.param_groups[0]["lr"]
     run.sched.step()  # a step the fp16 scaler skipped still counts (warning muted in train)
@@ -381,8 +395,8 @@ def train_step(run: Run, fwd: torch.nn.Module, step: int) -> float:
 
 def log_row(run: Run, done: int, lr: float, is_eval: bool, elapsed: float,
             progress: Progress) -> None:
-    """Append the log row of step ``done`` (validating if ``is_eval``); report every tenth
-    row on stderr, with elapsed time and ETA.
+    """Append the log row of step ``done`` (validating if ``is_eval``); on rank 0, pass it
+    to ``progress`` (every tenth row and the last reach stderr, with elapsed time and ETA).
 
     ``elapsed`` is the wall time since the last row; the sums since then are reset.
     """
@@ -402,13 +416,10 @@ def log_row(run: Run, done: int, lr: float, is_eval: bool, elapsed: float,
                                run.mcfg.conditioned, run.point.precision, dev)
         row["val_loss"] = st.val_loss
     st.rows.append(row)
-    # every tenth logged row (rows come every steps // 100 steps), and the last
-    report = 10 * max(1, run.steps // 100)
-    if run.dist.rank == 0 and (done % report == 0 or done == run.steps):
+    if run.dist.rank == 0:
         val = f"{st.val_loss:.4f}" if math.isfinite(st.val_loss) else "-"
-        log.info(progress.line(done) + "; train_loss "
-                 f"{row['train_loss']:.4f} val_loss {val} lr {lr:.2e} "
-                 f"{row['tokens_per_s']:,.0f} tok/s")
+        progress.update(done, f"train_loss {row['train_loss']:.4f} val_loss {val} "
+                              f"lr {lr:.2e} {row['tokens_per_s']:,.0f} tok/s")
     st.loss_sum.zero_()
     st.loss_n, st.tok_since = 0, 0
 
@@ -487,7 +498,8 @@ def train(
     run.info(f"{count_params(run.model):,} params (no emb), {corpus.train.size} train clips, "
              f"{corpus.val.size} val clips ({corpus.val_from}), {steps} steps on {dev}"
              + (f" x {run.dist.world} processes" if run.dist.world > 1 else ""))
-    progress = Progress(log, steps, f"{point.name}: step", start=st.start)
+    # every tenth log row (rows come every log_every steps), and the last
+    progress = Progress(log, steps, f"{point.name}: step", every=10 * log_every, start=st.start)
     run.model.train()
     tick = time.perf_counter()
     with StopSignals() as stop, warnings.catch_warnings():

@@ -121,8 +121,8 @@ def train_vqvae(model_cfg: VQVAEConfig, sampler: ClipSampler, steps: int, batch_
     model = VQVAE(model_cfg).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    every = max(1, math.ceil(steps / 10))
-    progress = Progress(log, steps, "step", every)
+    every = max(1, math.ceil(steps / 10))  # checked here: usage is computed only when due
+    progress = Progress(log, steps, "step")
     t_train = time.perf_counter()
     for step in range(1, steps + 1):
         x = VQVAE.preprocess(sampler.batch(batch_size)).to(dev)  # (B, 3, T, H, W)
@@ -174,14 +174,15 @@ def tokenise(model: VQVAE, clips: Any, codes_out: Any, dev: torch.device) -> dic
         lo, hi = b * ENCODE_BATCH, min(n_clips, (b + 1) * ENCODE_BATCH)
         x = VQVAE.preprocess(clips[lo:hi]).to(dev)  # (b, 3, T, H, W)
         codes = model.encode(x)  # (b, t, h, w)
-        counts += torch.bincount(codes.flatten().cpu(),
+        codes_cpu = codes.cpu()
+        counts += torch.bincount(codes_cpu.flatten(),
                                  minlength=model.config.codebook_size).double()
         if b % eval_stride == 0:
             recon = model.decode_codes(codes)  # (b, 3, T, H, W)
             sq_err += float((recon.float() - x).pow(2).sum(dtype=torch.float64))
             n_eval += x.numel()
             n_eval_clips += hi - lo
-        codes_out[lo:hi] = codes.cpu().numpy().astype(np.int16)
+        codes_out[lo:hi] = codes_cpu.numpy().astype(np.int16)
     p = counts / counts.sum()
     return {
         "recon_mse": sq_err / max(n_eval, 1),
