@@ -175,3 +175,33 @@ def test_encode_command_fits_every_roi_and_reports_progress(tmp_path, rng, capsy
                  "--out", str(tmp_path / "x.tsv")]) == 2
     assert "expected 2 (early, scene), found 1" in capsys.readouterr().err
     assert not (tmp_path / "x.tsv").exists()
+
+
+def test_encode_command_reads_the_subject_once_and_matches_run_encoding(tmp_path, rng,
+                                                                         monkeypatch):
+    from cortexscale.cli import main
+    from cortexscale.data.fmri import FmriDataset
+
+    feats, root = _make_study(tmp_path / "fmri", rng)
+    rois = ["early", "scene", "all"]
+    for roi in rois:  # one ROI per call: the reference
+        run_encoding(feats, root, "sub-01", roi, tmp_path / "one" / f"{roi}.tsv", CFG, grid="g")
+    reads = []
+    original = FmriDataset.responses
+
+    def counted(self, subject, run):
+        reads.append(run)
+        return original(self, subject, run)
+
+    monkeypatch.setattr(FmriDataset, "responses", counted)
+    outs = [tmp_path / "all" / f"{roi}.tsv" for roi in rois]
+    assert main(["encode", "--sections", json.dumps({"encoding": CFG}), "--grid", "g",
+                 "--subject", "sub-01", "--roi", *rois, "--features", str(feats),
+                 "--fmri-root", str(root), "--out", *map(str, outs)]) == 0
+    assert reads == [run for run, _, _ in RUNS]  # every run once for the three ROIs
+    for roi, out in zip(rois, outs, strict=True):
+        assert out.read_bytes() == (tmp_path / "one" / f"{roi}.tsv").read_bytes()
+        side, ref = (json.loads(p.with_suffix(".json").read_text())
+                     for p in (out, tmp_path / "one" / f"{roi}.tsv"))
+        side.pop("created"), ref.pop("created")
+        assert side == ref

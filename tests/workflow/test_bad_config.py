@@ -156,12 +156,12 @@ def test_workflow_start_refuses(tmp_path, text, words):
 
 
 def test_encode_refuses_delays_longer_than_a_run():
-    from cortexscale.encoding.design import design
+    from cortexscale.encoding.design import feature_design
 
     runs = [{"run": "r1", "x": np.ones((30, 2)), "y": np.ones((30, 3))},
             {"run": "short", "x": np.ones((4, 2)), "y": np.ones((4, 3))}]
     with pytest.raises(ValueError, match="delay of 4 TRs does not fit run 'short' of 4 TRs"):
-        design(runs, [1, 4])
+        feature_design(runs, [1, 4])
 
 
 def test_default_config_is_strict_clean():

@@ -22,8 +22,8 @@ from cortexscale.encoding.delays import make_delays, run_slices, zscore_per_run
 from cortexscale.errors import ConfigError, InputError
 from cortexscale.logs import get_logger
 
-__all__ = ["PCA", "align", "average_repeats", "design", "fit_pca", "glover_hrf",
-           "hrf_convolve", "repeat_stack"]
+__all__ = ["PCA", "align", "average_repeats", "feature_design", "features_only",
+           "fit_pca", "glover_hrf", "hrf_convolve", "repeat_stack", "response_design"]
 
 log = get_logger(__name__)
 
@@ -73,10 +73,11 @@ def align(
     return feats[:n], resp[:n]
 
 
-def design(runs: list[dict[str, Any]], delays: list[int]) -> tuple[np.ndarray, np.ndarray,
-                                                                      np.ndarray]:
-    """Concatenate runs: z-scored, delayed features (n, d * n_delays), z-scored responses
-    (n, v) and the run index per row (n,).
+def feature_design(runs: list[dict[str, Any]], delays: list[int]) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+    """Concatenate runs' features: z-scored per run, delayed (n, d * n_delays), and the run
+    index per row (n,). The responses are made apart (:func:`response_design`), so that the
+    features' design is built once for every ROI of a subject.
 
     Raises
     ------
@@ -93,8 +94,22 @@ def design(runs: list[dict[str, Any]], delays: list[int]) -> tuple[np.ndarray, n
             )
     groups = np.concatenate([np.full(r["x"].shape[0], i) for i, r in enumerate(runs)])
     x = zscore_per_run(np.concatenate([r["x"] for r in runs]).astype(np.float64), groups)
-    y = zscore_per_run(np.concatenate([r["y"] for r in runs]).astype(np.float64), groups)
-    return make_delays(x, delays, groups), y, groups
+    return make_delays(x, delays, groups), groups
+
+
+def response_design(runs: list[dict[str, Any]], groups: np.ndarray,
+                    columns: np.ndarray | None = None) -> np.ndarray:
+    """Concatenate runs' responses, z-scored per run: float64 (n, v) of the ``columns`` of
+    every run's ``y`` (default all); ``groups`` (n,) as :func:`feature_design` returned it
+    for the same runs."""
+    ys = [r["y"] if columns is None else r["y"][:, columns] for r in runs]
+    return zscore_per_run(np.concatenate(ys).astype(np.float64), groups)
+
+
+def features_only(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs with their responses cut to no column (their TRs kept), for
+    :func:`average_repeats` of the features alone (no response is averaged)."""
+    return [{**r, "y": r["y"][:, :0]} for r in runs]
 
 
 def average_repeats(test: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["pearson_r", "r2_score"]
+__all__ = ["pearson_r", "r2_score", "r_stats"]
 
 
 def _as_pair(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -71,3 +71,23 @@ def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         r2 = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.nan)
     return r2[0] if squeeze else r2
+
+
+def r_stats(r: np.ndarray) -> dict[str, float | None]:
+    """The summary of per-target scores: ``mean_r``, ``median_r`` and ``max_r`` of the
+    values of ``r`` that are not NaN (None if there is none).
+
+    Parameters
+    ----------
+    r : ndarray, shape (v,)
+
+    Returns
+    -------
+    stats : dict
+        ``{"mean_r", "median_r", "max_r"}``, Python floats or None.
+    """
+    ok = r[~np.isnan(r)]
+    if not ok.size:
+        return {"mean_r": None, "median_r": None, "max_r": None}
+    return {"mean_r": float(np.mean(ok)), "median_r": float(np.median(ok)),
+            "max_r": float(np.max(ok))}

@@ -23,7 +23,7 @@ from cortexscale.labels import POOLED
 
 __all__ = [
     "FIT_COLUMNS", "MIN_X", "image_split", "loglinear", "mean_prediction", "pearson_or_nan",
-    "r_stats", "sample_size_curve", "scaling_fits", "score_stats", "zscore_with",
+    "sample_size_curve", "scaling_fits", "score_stats", "zscore_with",
 ]
 
 FIT_COLUMNS = ("axis", "series", "subject", "roi", "n_points", "a", "b", "r2",
@@ -134,14 +134,6 @@ def mean_prediction(preds: list[np.ndarray], y_test: np.ndarray
     r = pearson_r(y_test, y_pred)
     r[np.std(y_pred, axis=0) == 0] = np.nan
     return y_pred, r
-
-
-def r_stats(r: np.ndarray) -> dict[str, float | None]:
-    """``mean_r``, ``median_r``, ``max_r`` of the finite values of ``r`` (None if none)."""
-    ok = r[~np.isnan(r)]
-    return {"mean_r": float(ok.mean()) if ok.size else None,
-            "median_r": float(np.median(ok)) if ok.size else None,
-            "max_r": float(ok.max()) if ok.size else None}
 
 
 def score_stats(r: np.ndarray, nc: np.ndarray | None

@@ -51,7 +51,6 @@ __all__ = [
     "group_kfold",
     "ridge_cv",
     "ridge_predict",
-    "valid_targets",
 ]
 
 SCORES = ("pearson", "r2")
@@ -176,20 +175,6 @@ def group_kfold(
 
 
 # --------------------------------------------------------------------------- validation
-def valid_targets(Y: np.ndarray) -> np.ndarray:
-    """Targets that are finite and not constant.
-
-    Parameters
-    ----------
-    Y : ndarray, shape (n, v)
-
-    Returns
-    -------
-    valid : ndarray of bool, shape (v,)
-    """
-    return get_backend("numpy").valid_targets(np.asarray(Y))
-
-
 def _check_inputs(X, Y, groups, alphas, n_folds, score, dtype, chunk_size, gap, method):
     if not is_tensor(X):
         X = np.asarray(X)

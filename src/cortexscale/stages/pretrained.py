@@ -319,8 +319,6 @@ def _load(source, device: str, cfg: dict[str, Any]):
 
 def _extract_group(f: h5py.File, loaded, group: str, n: int, batches: Callable,
                    names: list[str], cfg: dict[str, Any]) -> None:
-    import torch
-
     from cortexscale.features.hidden_states import parse_dataset_name, pooled_features
     from cortexscale.models.vision import layer_maps
 
@@ -330,8 +328,7 @@ def _extract_group(f: h5py.File, loaded, group: str, n: int, batches: Callable,
     row = 0
     for images in batches(cfg["batch_size"]):
         pix = loaded.processor(images=images, return_tensors="pt")["pixel_values"]
-        with torch.no_grad():
-            maps = layer_maps(loaded, pix.to(device))
+        maps = layer_maps(loaded, pix.to(device))  # layer_maps runs under torch.no_grad
         k_rows = len(images) // m
         for (layer, kernel), dname in zip(wanted, names, strict=True):
             x = pooled_features(maps[layer], kernel, m)
@@ -432,7 +429,8 @@ def _write_rois(out_dir: Path, rois: list[str], cols: list[np.ndarray], parcels:
     """
     import pandas as pd
 
-    from cortexscale.encoding.model_sweep import r_stats, score_stats
+    from cortexscale.encoding.metrics import r_stats
+    from cortexscale.encoding.model_sweep import score_stats
     from cortexscale.features.hidden_states import parse_dataset_name
 
     out = {}
@@ -484,7 +482,14 @@ def encode_video(features_h5, fmri_root, subject: str, rois: list[str], out_dir,
     of ``rois`` fit at once (parcels are independent), written per ROI to
     ``out_dir/{roi}.tsv`` (+ ``.json``, ``.npz``)."""
     from cortexscale.data.fmri import FmriDataset
-    from cortexscale.encoding.design import align, average_repeats, design, repeat_stack
+    from cortexscale.encoding.design import (
+        align,
+        average_repeats,
+        feature_design,
+        features_only,
+        repeat_stack,
+        response_design,
+    )
     from cortexscale.encoding.noise_ceiling import ncsnr, noise_ceiling_nsd
     from cortexscale.io.hdf5 import open_h5
     from cortexscale.io.provenance import provenance
@@ -513,20 +518,25 @@ def encode_video(features_h5, fmri_root, subject: str, rois: list[str], out_dir,
                 per_set.setdefault(name, []).append(
                     {"run": row.run, "stimulus": row.stimulus, "split": row.split, "x": x,
                      "y": yy})
+    # the responses are the same for every candidate set (cut to the last set's TRs): the
+    # train/test split, the averaged test repeats and their stack are made once
+    y_runs = per_set[names[-1]]
+    train_y = [r for r in y_runs if r["split"] == "train"]
+    test_raw = [r for r in y_runs if r["split"] == "test"]
+    test_y = average_repeats(test_raw)
+    if len(train_y) < 2 or not test_y:
+        raise InputError(f"subject {subject!r}: {len(train_y)} train run(s), {len(test_y)} test "
+                         "stimulus(es); need at least 2 and 1")
+    repeats = repeat_stack(test_raw)
     sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    y_train = y_test = groups = repeats = None
     for name, runs_ in per_set.items():
         train = [r for r in runs_ if r["split"] == "train"]
-        test_raw = [r for r in runs_ if r["split"] == "test"]
-        test = average_repeats(test_raw)
-        if len(train) < 2 or not test:
-            raise InputError(f"subject {subject!r}: {len(train)} train run(s), {len(test)} test "
-                             "stimulus(es); need at least 2 and 1")
-        x_tr, y_tr, g = design(train, enc["delays"])
-        x_te, y_te, _ = design(test, enc["delays"])
+        test = average_repeats(features_only([r for r in runs_ if r["split"] == "test"]))
+        x_tr, groups = feature_design(train, enc["delays"])
+        x_te, test_groups = feature_design(test, enc["delays"])
         sets[name] = (x_tr, x_te)
-        y_train, y_test, groups = y_tr, y_te, g
-        repeats = repeat_stack(test_raw)
+    y_train = response_design(train_y, groups)
+    y_test = response_design(test_y, test_groups)
     alphas = alpha_grid(enc)
     n_folds = min(enc["cv_folds"], np.unique(groups).size)
     res = _fit(sets, y_train, groups, y_test, alphas, enc, n_folds)
@@ -717,7 +727,8 @@ def ensemble(member_npzs: Sequence[str | os.PathLike], out_tsv, name: str, membe
     """
     import pandas as pd
 
-    from cortexscale.encoding.model_sweep import mean_prediction, r_stats, score_stats
+    from cortexscale.encoding.metrics import r_stats
+    from cortexscale.encoding.model_sweep import mean_prediction, score_stats
     from cortexscale.io.provenance import provenance
 
     out_tsv = Path(out_tsv)
