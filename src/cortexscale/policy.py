@@ -25,7 +25,9 @@ from cortexscale.grid import expand as expand_grid
 from cortexscale.references import ReferencePoint, expand_references
 
 __all__ = [
-    "ANALYSIS_FIGURES", "ANALYSIS_PAGES", "ANALYSIS_TABLES", "IMAGE_SOURCES", "IMPORTED_SOURCES",
+    "ALLOCATION_FIGURE", "ANALYSIS_FIGURES", "ANALYSIS_PAGES", "ANALYSIS_TABLES",
+    "ENCODING_TABLE", "FITS_FIGURE", "FRONTIER_FIGURE", "IMAGE_SOURCES", "IMPORTED_SOURCES",
+    "PARCEL_TABLE",
     "ISOFLOP_FIGURE", "NEVER", "PRETRAINED_FIGURE", "PRETRAINED_OPTIONS", "PRETRAINED_TABLES",
     "SCALING_FIGURES", "Plan", "analyse_options", "approx_params", "check_study", "device_for",
     "gpus_by_size", "has_test_images", "launcher", "one_of", "parent", "retry_scaled",
@@ -45,7 +47,11 @@ ANALYSIS_TABLES = (
 #: the analyse tables shown as an HTML page in the report (every one but ``fit_curves``)
 ANALYSIS_PAGES = ("scaling_fits", "frontier", "isoflop", "allocation", "comparisons")
 #: the analyse stage's figures (``isoflop.png`` besides, when the study has IsoFLOP profiles)
-ANALYSIS_FIGURES = ("frontier.png", "scaling_fits.png", "allocation.png")
+FRONTIER_FIGURE, FITS_FIGURE, ALLOCATION_FIGURE = (
+    "frontier.png", "scaling_fits.png", "allocation.png")
+ANALYSIS_FIGURES = (FRONTIER_FIGURE, FITS_FIGURE, ALLOCATION_FIGURE)
+#: the aggregate stage's tables (results/STUDY/tables/NAME.tsv)
+ENCODING_TABLE, PARCEL_TABLE = "encoding", "parcels"
 ISOFLOP_FIGURE = "isoflop.png"
 #: the pretrained-model arm's tables (results/STUDY/tables) and figure (figures)
 PRETRAINED_TABLES = ("pretrained.tsv", "pretrained_sample_size.tsv", "pretrained_fits.tsv")
@@ -446,11 +452,11 @@ class Plan:
 
     @property
     def encoding_table(self) -> str:
-        return self.table("encoding")
+        return self.table(ENCODING_TABLE)
 
     @property
     def parcel_table(self) -> str:
-        return self.table("parcels")
+        return self.table(PARCEL_TABLE)
 
     @property
     def summary(self) -> str:

@@ -12,9 +12,9 @@ import pytest
 from cortexscale.errors import InputError
 from cortexscale.grid import expand
 from cortexscale.labels import POOLED
-from cortexscale.policy import SCALING_FIGURES
+from cortexscale.policy import ANALYSIS_TABLES, SCALING_FIGURES
 from cortexscale.scaling.table import PARCEL_COLUMNS, TABLE_COLUMNS
-from cortexscale.stages.aggregate import aggregate, collect
+from cortexscale.stages.aggregate import aggregate, collect, collect_parcels
 
 GRID = {"data_sizes": [2048, 8192], "base": {"hidden": 64, "layers": 2, "heads": 2},
         "vary": {"hidden": [32]}, "mode": "one_at_a_time", "precision": ["fp32", "bf16"]}
@@ -121,6 +121,27 @@ def test_aggregate_writes_table_and_figures(tmp_path, rng, saved):
     assert all(p.exists() for p in paths)
 
 
+def test_aggregate_reads_each_per_parcel_table_once(tmp_path, rng, monkeypatch):
+    _, encs, sums = _write_study(tmp_path, rng)
+    out = tmp_path / "tables" / "encoding.tsv"
+    reads: list[Path] = []
+    read_csv = pd.read_csv
+
+    def counted(path, *args, **kwargs):
+        reads.append(Path(path))
+        return read_csv(path, *args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_csv", counted)
+    aggregate(encs, sums, out, tmp_path / "figures")
+    parcel_reads = [p for p in reads if p.parent.parent.parent.name == "encoding"]
+    assert sorted(parcel_reads) == sorted(e.with_suffix(".tsv") for e in encs)
+    monkeypatch.setattr(pd, "read_csv", read_csv)
+    # the public collectors give what aggregate wrote
+    parcels = collect_parcels(encs)
+    assert pd.read_parquet(out.with_name("parcels.parquet")).equals(parcels)
+    assert pd.read_parquet(out.with_suffix(".parquet")).equals(collect(encs, sums))
+
+
 def test_analyse_writes_fits_frontier_comparisons_and_summary(tmp_path, rng, saved):
     from cortexscale.stages.analysis import analyse
 
@@ -155,6 +176,15 @@ def test_analyse_writes_fits_frontier_comparisons_and_summary(tmp_path, rng, sav
     curves = pd.read_csv(out.with_name("fit_curves.tsv"), sep="\t")
     assert (curves["lo"] <= curves["pred"] + 1e-12).all()
     assert (curves["pred"] <= curves["hi"] + 1e-12).all()
+
+
+def test_analysis_tables_are_the_workflows():
+    """The tables analyse writes (the Analysis fields, file stems) are policy's
+    ANALYSIS_TABLES, the outputs the workflow declares, in that order."""
+    from cortexscale.scaling.analyse import Analysis
+
+    analysis = Analysis(**{name: pd.DataFrame() for name in ANALYSIS_TABLES})
+    assert tuple(analysis.tables()) == ANALYSIS_TABLES
 
 
 def test_isoflop_study_end_to_end(tmp_path, rng):

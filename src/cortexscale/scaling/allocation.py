@@ -44,7 +44,7 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
-from cortexscale.scaling.bootstrap import ci_unit, cube, draw_means, percentile_ci, point_means
+from cortexscale.scaling.bootstrap import cube, draw_means, percentile_ci, point_means, replicates
 from cortexscale.scaling.fits import MIN_X, too_few
 
 __all__ = [
@@ -245,11 +245,12 @@ def _fpt(cond: pd.DataFrame) -> tuple[float, float]:
 
 def _isoflop_rows(
     conds: pd.DataFrame, means: np.ndarray, draws: np.ndarray, kind: str, base: dict,
-    level: float,
+    level: float, n_seeds: int, unit: str,
 ) -> list[dict]:
-    """Per-budget optimum rows and the power-law row for one (family, precision, target)."""
+    """Per-budget optimum rows and the power-law row for one (family, precision, target);
+    ``base`` holds its family, precision and target, ``n_seeds`` and ``unit`` the cube's
+    :func:`~cortexscale.scaling.bootstrap.replicates`."""
     rows, opt_draws, interior_budgets = [], {}, []
-    n_seeds, unit = base.pop("_n_seeds"), base.pop("_ci_unit")
     for budget, idx in conds.groupby("budget").indices.items():
         part = conds.iloc[idx]
         x = np.log10(part["n_params"].to_numpy(float))
@@ -317,13 +318,12 @@ def _isoflop_rows(
 
 def _parametric_row(
     conds: pd.DataFrame, means: np.ndarray, draws: np.ndarray, target: str, base: dict,
-    level: float, n_refit: int,
+    level: float, n_refit: int, n_seeds: int, unit: str,
 ) -> dict:
     transform = "log L (Huber)" if target == "val_loss" else "log(1 - r) (Huber)"
-    row = _empty_row(**{k: v for k, v in base.items() if not k.startswith("_")},
-                     method="parametric", transform=transform,
+    row = _empty_row(**base, method="parametric", transform=transform,
                      n_models=conds["n_params"].nunique(), n_budgets=conds["budget"].nunique(),
-                     n_seeds=base["_n_seeds"], ci_unit=base["_ci_unit"])
+                     n_seeds=n_seeds, ci_unit=unit)
     n = conds["n_params"].to_numpy(float)
     d = conds["tokens_seen"].to_numpy(float)
 
@@ -443,20 +443,19 @@ def allocation_table(
             conds, scores, draws = shared[target]
             conds = conds.join(extra, on=CONDITION)
             means = point_means(scores)
-            n_seeds = int(np.any(np.isfinite(scores), axis=(0, 2)).sum())
-            base.update(_n_seeds=n_seeds, _ci_unit=ci_unit(n_seeds, scores.shape[2]))
+            n_seeds, unit = replicates(scores)
             if not np.isfinite(means).any():
-                rows.append(_empty_row(**{k: v for k, v in base.items() if k[0] != "_"},
-                                       method="isoflop_parabola",
+                rows.append(_empty_row(**base, method="isoflop_parabola",
                                        status=f"no finite {target} for this family"))
                 continue
             if isoflop:
-                rows += _isoflop_rows(conds, means, draws, kind, dict(base), level)
+                rows += _isoflop_rows(conds, means, draws, kind, base, level, n_seeds, unit)
             else:
                 rows.append(_empty_row(
-                    **{k: v for k, v in base.items() if k[0] != "_"}, method="isoflop_parabola",
-                    n_seeds=n_seeds, status="not identifiable: the design holds no training-FLOP "
-                    "budget fixed while varying N (not an IsoFLOP design)"))
+                    **base, method="isoflop_parabola", n_seeds=n_seeds,
+                    status="not identifiable: the design holds no training-FLOP budget fixed "
+                    "while varying N (not an IsoFLOP design)"))
             if parametric:
-                rows.append(_parametric_row(conds, means, draws, target, base, level, n_refit))
+                rows.append(_parametric_row(conds, means, draws, target, base, level, n_refit,
+                                            n_seeds, unit))
     return pd.DataFrame(rows, columns=COLUMNS)

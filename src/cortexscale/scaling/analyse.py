@@ -54,8 +54,6 @@ AXES = {
     "n_params": ["family", "data_size", "precision", "budget", "tokens"],
     "train_flops": ["family", "precision"],
 }
-# the subject and ROI label of pooled rows: one no ROI or subject can be named
-ALL = POOLED
 SCALED = ("videogpt", "planted")  # families with N, D and C (not the latents/random lines)
 RUN_KEYS = ["n_params", "train_flops", "tokens_seen", "final_val_loss"]
 
@@ -95,7 +93,7 @@ def _loss_row(runs: pd.DataFrame, x_col: str, series: dict, n_boot: int, seed: i
     conds, loss = cube(runs.assign(subject="", roi="", parcel=0), by, "final_val_loss")
     x = conds[x_col].to_numpy(dtype=np.float64)
     fit = bootstrap_fit(x, loss, "loglinear", n_boot=n_boot, seed=seed)
-    return {"axis": x_col, "target": "val_loss", **series, "subject": ALL, "roi": ALL,
+    return {"axis": x_col, "target": "val_loss", **series, "subject": POOLED, "roi": POOLED,
             "law": "loglinear", **fit}
 
 
@@ -139,8 +137,8 @@ def scaling_fits(
                     rows += _series_rows(part, x_col, series, subject, roi, n_boot, seed,
                                          ("loglinear",))
                 for roi, part in ser.groupby("roi", sort=True):
-                    rows += _series_rows(part, x_col, series, ALL, roi, n_boot, seed, pooled)
-            rows += _series_rows(unique_parcels(ser), x_col, series, ALL, ALL, n_boot, seed,
+                    rows += _series_rows(part, x_col, series, POOLED, roi, n_boot, seed, pooled)
+            rows += _series_rows(unique_parcels(ser), x_col, series, POOLED, POOLED, n_boot, seed,
                                  pooled)
             if runs is not None:
                 sel = np.ones(len(runs), dtype=bool)
@@ -187,24 +185,31 @@ def fit_curves(parcels: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.D
 
 
 def frontier_table(table: pd.DataFrame, parcels: pd.DataFrame | None = None,
-                   n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+                   n_boot: int = 200, seed: int = 0,
+                   once: pd.DataFrame | None = None) -> pd.DataFrame:
     """Score (mean r over seeds and subjects), normalised score and compute of every
     condition of the scaled families, per ROI and over all ROIs, with the Pareto frontier
     marked within each family and ROI, and (given ``parcels``) a bootstrap interval of the
-    score over seeds and parcels (``score_lo``, ``score_hi``)."""
+    score over seeds and parcels (``score_lo``, ``score_hi``).
+
+    ``once`` (optional) is :func:`unique_parcels` of ``parcels``, when already computed (the
+    over-all-ROIs interval counts every parcel once)."""
     keys = [*CONDITION]
     table = table[table["family"].isin(SCALED)]
     agg = {"score": ("mean_r", "mean"), "score_normalised": ("mean_normalised", "mean"),
            "ceiling_r": ("ceiling_r", "mean"), "tokens_seen": ("tokens_seen", "mean"),
            "train_flops": ("train_flops", "mean"), "n_seeds": ("seed", "nunique")}
     per_roi = table.groupby([*keys, "roi"], as_index=False).agg(**agg)
-    overall = table.groupby(keys, as_index=False).agg(**agg).assign(roi=ALL)
+    overall = table.groupby(keys, as_index=False).agg(**agg).assign(roi=POOLED)
     out = pd.concat([per_roi, overall], ignore_index=True)
     out["score_lo"] = out["score_hi"] = np.nan
     if parcels is not None and n_boot > 0:
         sub = parcels[parcels["family"].isin(SCALED)]
+        # a run's family is one, so keeping each (run, subject, parcel) once commutes with
+        # keeping the scaled families
+        pooled = unique_parcels(sub) if once is None else once[once["family"].isin(SCALED)]
         for roi in out["roi"].unique():
-            part = unique_parcels(sub) if roi == ALL else sub[sub["roi"] == roi]
+            part = pooled if roi == POOLED else sub[sub["roi"] == roi]
             conds, scores = cube(part, keys)
             lo, hi = percentile_ci(draw_means(scores, n_boot, seed=seed))
             ci = conds.assign(score_lo=lo, score_hi=hi).set_index(keys)
@@ -298,10 +303,10 @@ def analyse_tables(
     parcels = parcels.join(runs.set_index("grid")[RUN_KEYS], on="grid")
     log.info(f"fitting scaling laws ({n_boot} bootstrap draws)")
     fits = scaling_fits(parcels, n_boot=n_boot, seed=seed, runs=runs)
-    frontier = frontier_table(table, parcels, n_boot=min(n_boot, 200), seed=seed)
-    log.info("compute-optimal allocation")
     # pooled over the study's ROIs: every parcel once, also where ROIs overlap
     once = unique_parcels(parcels)
+    frontier = frontier_table(table, parcels, n_boot=min(n_boot, 200), seed=seed, once=once)
+    log.info("compute-optimal allocation")
     # the cubes and bootstrap draws of the IsoFLOP families, made once for both tables
     cubes = {
         (family, precision): target_cubes(

@@ -23,7 +23,7 @@ import pandas as pd
 
 __all__ = [
     "NO_REPLICATES", "PARCELS_ONLY", "SEEDS_AND_PARCELS", "SEEDS_ONLY", "ci_unit", "cube",
-    "draw_means", "percentile_ci", "point_means",
+    "draw_means", "percentile_ci", "point_means", "replicates",
 ]
 
 SEEDS_AND_PARCELS = "seeds and parcels"
@@ -38,6 +38,13 @@ def ci_unit(n_seeds: int, n_units: int = 2) -> str:
     if n_units > 1:
         return SEEDS_AND_PARCELS if n_seeds > 1 else PARCELS_ONLY
     return SEEDS_ONLY if n_seeds > 1 else NO_REPLICATES
+
+
+def replicates(scores: np.ndarray) -> tuple[int, str]:
+    """The seeds a cube ``(n_conditions, n_seeds, n_units)`` has (those with any finite
+    score) and its interval's unit of resampling, :func:`ci_unit`."""
+    n_seeds = int(np.any(np.isfinite(scores), axis=(0, 2)).sum())
+    return n_seeds, ci_unit(n_seeds, scores.shape[2])
 
 
 def cube(
@@ -94,9 +101,7 @@ def _weighted_mean(values: np.ndarray, weights: np.ndarray, axis: int) -> np.nda
         return num.sum(axis) / den.sum(axis)
 
 
-def draw_means(
-    scores: np.ndarray, n_boot: int, seed: int = 0, resample_units: bool = True
-) -> np.ndarray:
+def draw_means(scores: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
     """Condition means under the hierarchical bootstrap (see the module docstring).
 
     Parameters
@@ -107,8 +112,6 @@ def draw_means(
         Number of draws.
     seed : int
         Seed of the resampling.
-    resample_units : bool
-        Resample the units too (False: seeds only).
 
     Returns
     -------
@@ -123,7 +126,7 @@ def draw_means(
     rng = np.random.default_rng(seed)
     w_seed = np.stack([np.bincount(rng.integers(0, n_seeds, n_seeds), minlength=n_seeds)
                        for _ in range(n_boot)]).astype(np.float64)  # (B, S)
-    if resample_units and n_units > 1:
+    if n_units > 1:
         w_unit = np.stack([np.bincount(rng.integers(0, n_units, n_units), minlength=n_units)
                            for _ in range(n_boot)]).astype(np.float64)  # (B, U)
     else:

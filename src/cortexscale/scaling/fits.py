@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from cortexscale.scaling.bootstrap import ci_unit, draw_means, percentile_ci, point_means
+from cortexscale.scaling.bootstrap import draw_means, percentile_ci, point_means, replicates
 
 ALPHA_MIN, ALPHA_MAX = 1e-3, 2.0
 R_INF_MIN, R_INF_MAX = -1.0, 1.0
@@ -288,12 +288,12 @@ def bootstrap_fit(
         "change_over_range": best.change_over_range,
     }
     names = [*best.params, "gain_per_decade", "change_over_range"]
-    n_seeds = int(np.any(np.isfinite(scores), axis=(0, 2)).sum())
+    n_seeds, unit = replicates(scores)
     row.update(
         status=best.status, at_bound=best.at_bound, x_min=float(x.min()), x_max=float(x.max()),
         fold_range=float(x.max() / x.min()), n_x=int(np.unique(x).size),
         n_points=int(scores.shape[0]), n_seeds=n_seeds, n_units=int(scores.shape[2]),
-        n_boot=int(n_boot), ci_unit=ci_unit(n_seeds, scores.shape[2]),
+        n_boot=int(n_boot), ci_unit=unit,
     )
     for name in names:
         row[f"{name}_lo"] = row[f"{name}_hi"] = float("nan")

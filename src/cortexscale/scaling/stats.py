@@ -26,11 +26,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import false_discovery_control, t, ttest_1samp
 
-from cortexscale.scaling.bootstrap import PARCELS_ONLY
+from cortexscale.scaling.bootstrap import PARCELS_ONLY, UNIT
 
 FACTORS = ("data_size", "hidden", "layers", "heads", "precision")
 CONTEXT_EXTRA = ("family", "budget", "tokens")
-UNIT = ["subject", "roi", "parcel"]
 COLUMNS = [
     "factor", "at_precision", "value_a", "value_b", "n_contexts", "n_seeds", "n_pairs",
     "n_parcels", "mean_a", "mean_b", "mean_diff", "diff_lo", "diff_hi", "ci_unit", "test",

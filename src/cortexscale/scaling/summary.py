@@ -18,7 +18,6 @@ from cortexscale.scaling.stats import NO_EFFECT, t_half_width, verdict
 
 __all__ = ["summary_markdown"]
 
-ALL = POOLED  # the label of pooled rows (subject and ROI)
 AXIS_NAMES = {"data_size": "pretraining data (frames)", "n_params": "parameters",
               "train_flops": "training compute (FLOPs)"}
 
@@ -77,7 +76,7 @@ def _scaling(fits: pd.DataFrame, lines: list[str]) -> None:
     if fits.empty:
         lines.append("- The grid varies no axis along which a law can be fitted.")
         return
-    pooled = fits[(fits["subject"] == ALL) & (fits["roi"] == ALL)
+    pooled = fits[(fits["subject"] == POOLED) & (fits["roi"] == POOLED)
                   & (fits["law"] == "loglinear")]
     for family in pooled["family"].unique():
         for axis, name in AXIS_NAMES.items():
@@ -328,7 +327,8 @@ def _pretrained(pre: pd.DataFrame | None, sample: pd.DataFrame | None,
         lines.append(f"- {model} ({kind}{', ' + _g(n) + ' parameters' if pd.notna(n) else ''})"
                      f": mean r {per_sub.mean():.3f} {ci}.")
     if pre_fits is not None and len(pre_fits):
-        for _, r in pre_fits[(pre_fits["roi"] == ALL) & (pre_fits["axis"] == "n_params")].iterrows():
+        pooled = pre_fits[(pre_fits["roi"] == POOLED) & (pre_fits["axis"] == "n_params")]
+        for _, r in pooled.iterrows():
             if r["n_points"] < 3:
                 lines.append(f"- Parameters, family {r['series']}: {int(r['n_points'])} model "
                              "size(s): too few x values for a law.")
@@ -384,9 +384,9 @@ def summary_markdown(
     _overview(table, lines)
     _scaling(fits, lines)
     lines += ["", "## Compute frontier", ""]
-    front = frontier[(frontier["roi"] == ALL) & frontier["on_front"]
+    front = frontier[(frontier["roi"] == POOLED) & frontier["on_front"]
                      & (frontier["family"] == "videogpt")]
-    n_all = int(((frontier["roi"] == ALL) & (frontier["family"] == "videogpt")).sum())
+    n_all = int(((frontier["roi"] == POOLED) & (frontier["family"] == "videogpt")).sum())
     lines.append(f"- {len(front)} of {n_all} VideoGPT conditions are on the compute frontier "
                  "(score = mean over seeds and subjects).")
     _allocation(allocation, lines)

@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cortexscale.errors import InputError, MissingInputError
 from cortexscale.grid import parse_name
 from cortexscale.logs import get_logger
-from cortexscale.policy import SCALING_FIGURES
+from cortexscale.policy import PARCEL_TABLE, SCALING_FIGURES
 from cortexscale.references import parse_reference
 
 if TYPE_CHECKING:
@@ -85,6 +85,73 @@ def _summary_paths(summaries: Mapping[str, Any] | Sequence[Any]) -> dict[str, Pa
     return out
 
 
+#: one encoding run: its sidecar's path, the sidecar, the per-parcel table beside it (None
+#: without one)
+_Run = tuple[Path, dict[str, Any], "pd.DataFrame | None"]
+
+
+def _runs(encoding_jsons: Iterable[str | os.PathLike], keys: Sequence[str]) -> Iterator[_Run]:
+    """Each encoding sidecar (checked for ``keys``) with its per-parcel ``.tsv``, read once."""
+    import pandas as pd
+
+    for path in map(Path, encoding_jsons):
+        enc = _read_json(path, keys, "encoding sidecar")
+        tsv = path.with_suffix(".tsv")
+        yield path, enc, pd.read_csv(tsv, sep="\t") if tsv.is_file() else None
+
+
+def _kept(runs: Iterable[_Run], into: list[_Run]) -> Iterator[_Run]:
+    """The runs, each also appended to ``into`` as it passes (for a second pass)."""
+    for run in runs:
+        into.append(run)
+        yield run
+
+
+def _table_keys() -> tuple[str, ...]:
+    from cortexscale.scaling.table import ENCODING_KEYS
+
+    return ("grid",) + ENCODING_KEYS
+
+
+def _tidy(runs: Iterable[_Run], summaries: Mapping[str, Path]) -> pd.DataFrame:
+    """The tidy table of the runs; ``summaries`` as :func:`_summary_paths` returns them."""
+    from cortexscale.scaling.table import SUMMARY_KEYS, table_row, tidy_table
+
+    cache: dict[str, dict[str, Any]] = {}
+    rows = []
+    for path, enc, parcels in runs:
+        grid = str(enc["grid"])
+        columns = point_columns(grid)
+        if grid not in summaries:
+            raise InputError(
+                f"encoding sidecar {path} is for grid point {grid!r}, which has no pretraining "
+                f"summary; found summaries for {sorted(summaries)}"
+            )
+        if grid not in cache:
+            cache[grid] = _read_json(summaries[grid], SUMMARY_KEYS, "pretraining summary")
+        rows.append(table_row(columns, enc, cache[grid], parcels))
+    return tidy_table(rows)
+
+
+def _parcels(runs: Iterable[_Run]) -> pd.DataFrame:
+    """The per-parcel table of the runs (their per-parcel tables gain the grid columns, in
+    place)."""
+    from cortexscale.scaling.table import PARCEL_REQUIRED, parcel_rows, parcels_table
+
+    frames = []
+    for path, enc, df in runs:
+        tsv = path.with_suffix(".tsv")
+        if df is None:
+            raise MissingInputError(
+                f"per-parcel table {tsv} (beside {path.name}) does not exist")
+        missing = [c for c in PARCEL_REQUIRED if c not in df.columns]
+        if missing:
+            raise InputError(f"{tsv} lacks column(s) {missing}; found {list(df.columns)}")
+        frames.append(parcel_rows(df, point_columns(str(enc["grid"])), enc["subject"],
+                                  enc["roi"]))
+    return parcels_table(frames)
+
+
 def collect(
     encoding_jsons: Sequence[str | os.PathLike],
     pretrain_summaries: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike],
@@ -106,28 +173,8 @@ def collect(
         :func:`cortexscale.scaling.table.tidy_table`: columns ``TABLE_COLUMNS``, one row
         per grid point x subject x ROI, sorted.
     """
-    import pandas as pd
-
-    from cortexscale.scaling.table import ENCODING_KEYS, SUMMARY_KEYS, table_row, tidy_table
-
     summaries = _summary_paths(pretrain_summaries)
-    cache: dict[str, dict[str, Any]] = {}
-    rows = []
-    for path in map(Path, encoding_jsons):
-        enc = _read_json(path, ("grid",) + ENCODING_KEYS, "encoding sidecar")
-        grid = str(enc["grid"])
-        columns = point_columns(grid)
-        if grid not in summaries:
-            raise InputError(
-                f"encoding sidecar {path} is for grid point {grid!r}, which has no pretraining "
-                f"summary; found summaries for {sorted(summaries)}"
-            )
-        if grid not in cache:
-            cache[grid] = _read_json(summaries[grid], SUMMARY_KEYS, "pretraining summary")
-        tsv = path.with_suffix(".tsv")
-        parcels = pd.read_csv(tsv, sep="\t") if tsv.is_file() else None
-        rows.append(table_row(columns, enc, cache[grid], parcels))
-    return tidy_table(rows)
+    return _tidy(_runs(encoding_jsons, _table_keys()), summaries)
 
 
 def collect_parcels(encoding_jsons: Sequence[str | os.PathLike]) -> pd.DataFrame:
@@ -139,24 +186,7 @@ def collect_parcels(encoding_jsons: Sequence[str | os.PathLike]) -> pd.DataFrame
         :func:`cortexscale.scaling.table.parcels_table`: columns ``PARCEL_COLUMNS``, one
         row per grid point x subject x parcel.
     """
-    import pandas as pd
-
-    from cortexscale.scaling.table import PARCEL_REQUIRED, parcel_rows, parcels_table
-
-    frames = []
-    for path in map(Path, encoding_jsons):
-        enc = _read_json(path, ("grid", "subject", "roi"), "encoding sidecar")
-        tsv = path.with_suffix(".tsv")
-        if not tsv.is_file():
-            raise MissingInputError(
-                f"per-parcel table {tsv} (beside {path.name}) does not exist")
-        df = pd.read_csv(tsv, sep="\t")
-        missing = [c for c in PARCEL_REQUIRED if c not in df.columns]
-        if missing:
-            raise InputError(f"{tsv} lacks column(s) {missing}; found {list(df.columns)}")
-        frames.append(parcel_rows(df, point_columns(str(enc["grid"])), enc["subject"],
-                                  enc["roi"]))
-    return parcels_table(frames)
+    return _parcels(_runs(encoding_jsons, ("grid", "subject", "roi")))
 
 
 def collect_logs(summaries: Mapping[str, str | os.PathLike],
@@ -222,9 +252,11 @@ def aggregate(
         plot_scaling,
     )
 
-    table = collect(encoding_jsons, summaries)
+    summary_paths = _summary_paths(summaries)
+    runs: list[_Run] = []  # each sidecar and per-parcel table read once, for both tables
+    table = _tidy(_kept(_runs(encoding_jsons, _table_keys()), runs), summary_paths)
     write_table(table, out_tsv)
-    write_table(collect_parcels(encoding_jsons), Path(out_tsv).with_name("parcels.tsv"))
+    write_table(_parcels(runs), Path(out_tsv).with_name(f"{PARCEL_TABLE}.tsv"))
     log.info(f"{len(table)} rows from {len(encoding_jsons)} encoding sidecars: {out_tsv}")
     refs = table[table["family"] != "videogpt"]
     arm = table[table["family"] == "videogpt"]  # the figures show the VideoGPT arm
@@ -239,7 +271,7 @@ def aggregate(
             )
     plot_scaling(arm, paths[0], references=refs)
     plot_params(arm, paths[1], references=refs)
-    plot_loss_curves(collect_logs(_summary_paths(summaries), logs), paths[2])
+    plot_loss_curves(collect_logs(summary_paths, logs), paths[2])
     plot_precision(arm, paths[3])
     plot_factors(arm, paths[4])
     return table
