@@ -109,6 +109,8 @@ def test_cli_draws_the_map(capsys, tmp_path, parcels_tsv, saved):
     ("truncated atlas", "cut.nii.gz: not a readable NIfTI labels image"),
     ("columns", "the parcel table: expected the columns grid, subject, parcel, r, found"),
     ("empty", "the parcel table is empty; nothing to draw"),
+    ("missing table", "the per-parcel table"),
+    ("zero-byte table", "expected the per-parcel table (a tab-separated table), found"),
 ])
 def test_cli_user_errors_are_one_line(capsys, tmp_path, parcels_tsv, saved, case, found):
     atlas, extra = [tmp_path / "atlas.nii.gz"], []
@@ -130,8 +132,14 @@ def test_cli_user_errors_are_one_line(capsys, tmp_path, parcels_tsv, saved, case
     elif case == "columns":
         pd.read_csv(parcels_tsv, sep="\t").rename(columns={"r": "score"}).to_csv(
             parcels_tsv, sep="\t", index=False)
+    elif case == "missing table":
+        parcels_tsv.unlink()
+    elif case == "zero-byte table":
+        parcels_tsv.write_bytes(b"")
     else:
         pd.read_csv(parcels_tsv, sep="\t").iloc[:0].to_csv(parcels_tsv, sep="\t", index=False)
+    if case == "missing table":
+        found = f"the per-parcel table {parcels_tsv} does not exist"
     code, line = brain_maps_cli(capsys, parcels_tsv, atlas, tmp_path / "x.png", *extra)
     assert code == 2 and found in line, line
     assert len(saved) == 0 and not (tmp_path / "x.png").exists()

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cortexscale.errors import CortexscaleError
+from cortexscale.errors import CortexscaleError, InputError, MissingInputError
 from cortexscale.logs import get_logger
 
 log = get_logger(__name__)
@@ -210,3 +210,23 @@ def write_tsv(path: str | os.PathLike, df: pd.DataFrame) -> None:
     """Write a data frame as a tab-separated table without index, atomically."""
     with atomic_path(path) as tmp:
         df.to_csv(tmp, sep="\t", index=False)
+
+
+def read_tsv(path: str | os.PathLike, what: str) -> pd.DataFrame:
+    """Read a tab-separated table that a stage needs.
+
+    Raises
+    ------
+    MissingInputError
+        If ``path`` does not exist (naming ``what`` it should hold).
+    InputError
+        If it is empty or not a table.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"{what} {path} does not exist")
+    try:
+        return pd.read_csv(path, sep="\t")
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: expected {what} (a tab-separated table), found "
+                         f"{type(exc).__name__}: {exc}") from None

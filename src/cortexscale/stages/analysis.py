@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cortexscale.errors import InputError, MissingInputError
+from cortexscale.errors import InputError
 from cortexscale.logs import get_logger
 from cortexscale.policy import ANALYSIS_PAGES, FITS_FIGURE
 from cortexscale.stages.aggregate import write_table
@@ -32,14 +32,12 @@ log = get_logger(__name__)
 
 
 def _read_optional(path: str | os.PathLike | None) -> pd.DataFrame | None:
-    import pandas as pd
 
     if path is None:
         return None
-    path = Path(path)
-    if not path.is_file():
-        raise MissingInputError(f"pretrained-arm table {path} does not exist")
-    return pd.read_csv(path, sep="\t")
+    from cortexscale.io.atomic import read_tsv
+
+    return read_tsv(path, "pretrained-arm table")
 
 
 def read_planted(summaries: list[str | os.PathLike] | None) -> dict | None:
@@ -90,14 +88,13 @@ def analyse(
     isoflop_png, allocation_png : path-like, optional
         The IsoFLOP-profile figure and the N*(C), D*(C) figure.
     """
-    import pandas as pd
 
-    from cortexscale.io.atomic import atomic_path
+    from cortexscale.io.atomic import atomic_path, read_tsv
     from cortexscale.scaling.analyse import analyse_tables
     from cortexscale.scaling.summary import summary_markdown
 
-    table = pd.read_csv(table_tsv, sep="\t")
-    parcels = pd.read_csv(parcels_tsv, sep="\t")
+    table = read_tsv(table_tsv, "the encoding table")
+    parcels = read_tsv(parcels_tsv, "the per-parcel table")
     if table.empty or parcels.empty:
         raise InputError(f"{table_tsv} or {parcels_tsv} has no rows; nothing to analyse")
     result = analyse_tables(table, parcels, n_boot=n_boot, seed=seed)
@@ -154,13 +151,13 @@ def cmd_analyse(args: argparse.Namespace) -> None:
 
 
 def cmd_brain_maps(args: argparse.Namespace) -> None:
-    import pandas as pd
 
-    from cortexscale.io.atomic import prepare_outputs
+    from cortexscale.io.atomic import prepare_outputs, read_tsv
     from cortexscale.report.brainmaps import plot_brain_maps
 
     prepare_outputs([args.out], "brain-maps")
-    grid = plot_brain_maps(pd.read_csv(args.parcels, sep="\t"), args.atlas, args.out, args.grid)
+    parcels = read_tsv(args.parcels, "the per-parcel table")
+    grid = plot_brain_maps(parcels, args.atlas, args.out, args.grid)
     log.info(f"drew {grid}")
 
 
